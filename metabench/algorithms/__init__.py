@@ -1,0 +1,13 @@
+"""Meta-learning algorithms, registered by name."""
+from __future__ import annotations
+
+from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.maml import FOMAML, MAML
+from metabench.algorithms.protonet import ProtoNet
+from metabench.registry import Registry
+
+ALGORITHMS: Registry = Registry("algorithm")
+for _cls in (MAML, FOMAML, ProtoNet):
+    ALGORITHMS.add(_cls.name, _cls)
+
+__all__ = ["ALGORITHMS", "Algorithm", "TrainRequest"]

@@ -1,0 +1,112 @@
+"""The Algorithm contract.
+
+An algorithm meta-trains on batches of tasks handed to it and evaluates on batches of tasks; it
+never samples data itself, never loops over meta-steps, never writes files.  `evaluate` must not
+change the meta-parameters (a conformance test checks it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from metabench.errors import ConfigError
+from metabench.suites.base import Suite, TaskBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """What the engine should sample for one meta-training step."""
+
+    n_tasks: int
+    n_way: int | None = None
+    n_shot: int | None = None
+    n_query: int | None = None
+
+
+class Algorithm:
+    name: ClassVar[str]
+    family: ClassVar[str]                   # optimization / metric / memory / rl-...
+    supports: ClassVar[frozenset[str]]      # task kinds (see metabench.suites.base.KINDS)
+    Config: ClassVar[type]
+    #: preset name -> suite kind (or suite id) -> Config field overrides
+    PRESETS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+
+    def __init__(self, suite: Suite, config: Any, device: torch.device, seed: int):
+        self.suite, self.config, self.device, self.seed = suite, config, torch.device(device), seed
+
+    # --- the contract -------------------------------------------------------------------------
+    def train_request(self) -> TrainRequest:
+        raise NotImplementedError
+
+    def meta_train_step(self, batch: TaskBatch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        """Per-task metrics: metric name -> tensor of shape (n_tasks,)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def meta_parameters(self) -> dict[str, torch.Tensor]:
+        """The learned meta-parameters (what `evaluate` must leave untouched)."""
+        raise NotImplementedError
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """How test queries are evaluated: `transductive` and `query_batch` (stored with results)."""
+        return {"transductive": False, "query_batch": "n/a"}
+
+    # --- helpers ------------------------------------------------------------------------------
+    @classmethod
+    def fits(cls, suite: Suite) -> tuple[bool, str]:
+        if suite.kind in cls.supports:
+            return True, ""
+        return False, (f"{cls.name} handles {', '.join(sorted(cls.supports))} tasks; "
+                       f"{suite.id} is {suite.kind}")
+
+    @classmethod
+    def preset_config(cls, preset: str, suite: Suite, overrides: dict[str, Any] | None = None):
+        """The Config for `preset` on `suite`: defaults, then the preset's entry for the suite's
+        kind, then its entry for the suite id, then `overrides`."""
+        table = cls.PRESETS.get(preset)
+        if table is None:
+            raise ConfigError(f"{cls.name} has no preset {preset!r}; presets: {', '.join(cls.PRESETS)}")
+        values: dict[str, Any] = {}
+        values.update(table.get(suite.kind, {}))
+        values.update(table.get(suite.id, {}))
+        values.update(overrides or {})
+        return make_config(cls.Config, values, where=f"{cls.name} ({preset} preset)")
+
+
+def make_config(config_cls: type, values: dict[str, Any], where: str):
+    """Build a frozen Config dataclass, with a clear error for unknown fields or wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(fields)}")
+    cfg = config_cls(**values)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def seeded_init(seed: int, build):
+    """Build a module with the global RNG seeded, without disturbing the caller's global RNG
+    (torch.nn initialisers only take the global generator)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, accuracy) of logits (N, n_way) against labels (N,)."""
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    acc = (logits.argmax(-1) == y).float().mean()
+    return loss, acc

@@ -1,0 +1,219 @@
+"""One cell: meta-train one algorithm on one suite with one seed, validate, test, record.
+
+Everything the cell measures goes to Parquet under `RESULTS/<run_id>/`:
+`runs.parquet` (one row, rewritten as the status changes), `curves-<step>.parquet` (the training
+and validation rows since the previous checkpoint, flushed right before each checkpoint) and
+`tasks.parquet` (one row per fixed test task and metric).  A cell killed at any moment resumes
+from its last good checkpoint; curve parts written after that checkpoint are removed and
+recomputed (the loop is deterministic given the checkpointed generator state), so nothing is lost
+or duplicated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import re
+import resource
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+import metabench
+from metabench.algorithms import ALGORITHMS
+from metabench.engine.checkpoint import load_latest, save_checkpoint
+from metabench.engine.device import resolve_device
+from metabench.errors import ConfigError
+from metabench.results.writer import read_table, write_table
+from metabench.spec import Cell, Loop, loop_for
+from metabench.suites import make_suite
+
+ProgressFn = Callable[[dict[str, Any]], None]
+_PART = re.compile(r"curves-(\d{8})\.parquet$")
+EVAL_BATCH = 25
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kb / 1024 if platform.system() == "Linux" else kb / 2**20
+
+
+def cell_status(results_dir: Path, run_id: str) -> str | None:
+    """The status recorded in a cell's runs.parquet, or None if there is none (or it is unreadable)."""
+    path = Path(results_dir) / run_id / "runs.parquet"
+    if not path.exists():
+        return None
+    try:
+        return str(read_table(path, "runs")["status"].iloc[0])
+    except Exception:
+        return None
+
+
+def _train_seed(seed: int) -> int:
+    return seed * 1_000_003 + 17
+
+
+class CellRunner:
+    """Runs one cell to completion (or divergence), resuming from its last checkpoint."""
+
+    def __init__(self, cell: Cell, results_dir: Path, data_root=None, *, job_id: str | None = None,
+                 allow_download: bool = True, progress: ProgressFn | None = None):
+        self.cell, self.job_id = cell, job_id
+        self.run_dir = Path(results_dir) / cell.run_id
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.data_root, self.allow_download = data_root, allow_download
+        self.progress = progress or (lambda info: None)
+        self.device = resolve_device(cell.device)
+        self.suite = make_suite(cell.suite)
+        self.algo_cls = ALGORITHMS.get(cell.algorithm)
+        ok, reason = self.algo_cls.fits(self.suite)
+        if not ok:
+            raise ConfigError(reason)
+        self.config = self.algo_cls.preset_config(cell.preset, self.suite, cell.overrides.get("config"))
+        loop = loop_for(self.algo_cls, cell.preset, self.suite)
+        if cell.overrides.get("loop"):
+            loop = dataclasses.replace(loop, **cell.overrides["loop"])
+            loop.validate()
+        self.loop: Loop = loop
+        self.n_test = loop.n_test_tasks or self.suite.n_test_tasks
+
+    # --- records ------------------------------------------------------------------------------
+    def _runs_row(self, status: str, *, started_at, finished_at=None, wall=0.0, steps=0,
+                  error: str | None = None) -> dict[str, Any]:
+        algo = getattr(self, "algo", None)
+        protocol = algo.protocol if algo else {"transductive": False, "query_batch": "n/a"}
+        config = {"algorithm": dataclasses.asdict(self.config), "loop": dataclasses.asdict(self.loop),
+                  "suite": self.suite.describe(), "batching": getattr(algo, "batching", None)}
+        return {
+            "run_id": self.cell.run_id, "job_id": self.job_id, "suite": self.suite.id,
+            "suite_version": self.suite.version, "split_scheme": self.suite.split_scheme,
+            "algorithm": self.cell.algorithm, "family": self.algo_cls.family, "seed": self.cell.seed,
+            "preset": self.cell.preset, "status": status, "device": str(self.device),
+            "started_at": started_at, "finished_at": finished_at, "wall_time_s": float(wall),
+            "peak_memory_mb": peak_memory_mb(self.device), "meta_steps": int(steps),
+            "primary_metric": self.suite.primary_metric, "transductive": bool(protocol["transductive"]),
+            "query_batch": protocol["query_batch"], "n_test_tasks": int(self.n_test),
+            "config": json.dumps(config, sort_keys=True), "metabench_version": metabench.__version__,
+            "torch_version": torch.__version__, "error": error,
+        }
+
+    def _write_runs(self, **kw) -> None:
+        write_table([self._runs_row(**kw)], self.run_dir / "runs.parquet", "runs")
+
+    def _flush_curves(self, rows: list[dict[str, Any]], step: int) -> None:
+        if rows:
+            write_table(rows, self.run_dir / f"curves-{step:08d}.parquet", "curves")
+            rows.clear()
+
+    def _drop_curve_parts_after(self, step: int) -> None:
+        for p in self.run_dir.glob("curves-*.parquet"):
+            m = _PART.search(p.name)
+            if m and int(m.group(1)) > step:
+                p.unlink()
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def _evaluate(self, split: str, n: int) -> dict[str, list[tuple[int, float, dict]]]:
+        """metric -> [(task_id, value, descriptors)] over the suite's fixed tasks of `split`."""
+        out: dict[str, list] = {}
+        for batch in self.suite.fixed_tasks(split, n, batch_size=EVAL_BATCH):
+            metrics = self.algo.evaluate(batch)
+            for name, values in metrics.items():
+                vals = values.detach().cpu().tolist()
+                out.setdefault(name, []).extend(
+                    zip(batch.task_ids, vals, batch.descriptors or [{}] * len(vals)))
+        return out
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run (or resume) the cell; returns the final status."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.suite.prepare(self.data_root, self.device, allow_download=self.allow_download, progress=False)
+        self.algo = self.algo_cls(self.suite, self.config, self.device, self.cell.seed)
+        gen = torch.Generator().manual_seed(_train_seed(self.cell.seed))
+        step, elapsed, started_at = 0, 0.0, now()
+        state = load_latest(self.ckpt_dir, map_location=self.device)
+        if state is not None:
+            self.algo.load_state_dict(state["algo"])
+            gen.set_state(state["generator"])
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            started_at = datetime.fromisoformat(state["started_at"])
+        self._drop_curve_parts_after(step)
+        self._write_runs(status="running", started_at=started_at, wall=elapsed, steps=step)
+
+        L, request = self.loop, self.algo.train_request()
+        t0 = time.perf_counter() - elapsed
+        rows: list[dict[str, Any]] = []
+        acc: dict[str, float] = {}
+        n_acc = 0
+        last_val: dict[str, float] = {}
+        try:
+            while step < L.meta_steps:
+                batch = self.suite.sample("train", request.n_tasks, gen, n_way=request.n_way,
+                                          n_shot=request.n_shot, n_query=request.n_query)
+                metrics = self.algo.meta_train_step(batch)
+                step += 1
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    return self._diverged(rows, step, started_at, t0, bad, metrics)
+                for k, v in metrics.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                n_acc += 1
+                wall = time.perf_counter() - t0
+                if step % L.log_every == 0 or step == L.meta_steps:
+                    rows += [self._curve(step, wall, "train", k, v / n_acc) for k, v in acc.items()]
+                    acc, n_acc = {}, 0
+                if step % L.eval_every == 0 or step == L.meta_steps:
+                    val = self._evaluate("val", L.n_val_tasks)
+                    last_val = {k: sum(v for _, v, _ in items) / len(items) for k, items in val.items()}
+                    rows += [self._curve(step, wall, "val", k, v) for k, v in last_val.items()]
+                if step % L.checkpoint_every == 0 or step == L.meta_steps:
+                    self._flush_curves(rows, step)
+                    save_checkpoint(self.ckpt_dir, step, {
+                        "algo": self.algo.state_dict(), "generator": gen.get_state(), "step": step,
+                        "elapsed": time.perf_counter() - t0, "started_at": started_at.isoformat()})
+                self.progress({"phase": "train", "step": step, "total": L.meta_steps,
+                               "elapsed": time.perf_counter() - t0, "metrics": metrics, "val": last_val})
+
+            self.progress({"phase": "test", "step": step, "total": L.meta_steps,
+                           "elapsed": time.perf_counter() - t0, "metrics": {}, "val": last_val})
+            results = self._evaluate("test", self.n_test)
+            task_rows = [{"run_id": self.cell.run_id, "split": "test", "task_id": int(tid), "metric": name,
+                          "value": float(v), "descriptors": json.dumps(desc, sort_keys=True)}
+                         for name, items in results.items() for tid, v, desc in items]
+            write_table(task_rows, self.run_dir / "tasks.parquet", "tasks")
+            wall = time.perf_counter() - t0
+            self._write_runs(status="finished", started_at=started_at, finished_at=now(), wall=wall, steps=step)
+            primary = results.get(self.suite.primary_metric, [])
+            summary = sum(v for _, v, _ in primary) / max(len(primary), 1)
+            self.progress({"phase": "done", "step": step, "total": L.meta_steps, "elapsed": wall,
+                           "metrics": {self.suite.primary_metric: summary}, "val": last_val})
+            return "finished"
+        except Exception as exc:
+            self._write_runs(status="failed", started_at=started_at, wall=time.perf_counter() - t0,
+                             steps=step, error=f"{type(exc).__name__}: {exc}")
+            (self.run_dir / "error.log").write_text(traceback.format_exc())
+            raise
+
+    def _curve(self, step: int, wall: float, split: str, metric: str, value: float) -> dict[str, Any]:
+        return {"run_id": self.cell.run_id, "step": step, "wall_time_s": wall, "split": split,
+                "metric": metric, "value": float(value)}
+
+    def _diverged(self, rows, step, started_at, t0, bad, metrics) -> str:
+        """A non-finite training metric: record it as a result (status `diverged`), keep the curves."""
+        wall = time.perf_counter() - t0
+        rows += [self._curve(step, wall, "train", k, v) for k, v in metrics.items() if math.isfinite(v)]
+        self._flush_curves(rows, step)
+        self._write_runs(status="diverged", started_at=started_at, finished_at=now(), wall=wall, steps=step,
+                         error=f"non-finite {', '.join(bad)} at step {step}")
+        return "diverged"

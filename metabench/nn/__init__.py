@@ -1,0 +1,1 @@
+"""Shared networks and functional helpers."""

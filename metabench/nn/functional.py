@@ -1,0 +1,42 @@
+"""Functional helpers for inner loops: parameter dicts and one SGD step on them."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.func import functional_call
+
+Params = dict[str, torch.Tensor]
+
+
+def params_of(model: torch.nn.Module) -> Params:
+    """The model's parameters as a name -> tensor dict (the same tensor objects, not copies)."""
+    return dict(model.named_parameters())
+
+
+def forward(model: torch.nn.Module, params: Params, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Run `model` with `params` in place of its own parameters."""
+    return functional_call(model, params, (x,), {"groups": groups})
+
+
+def sgd_step(params: Params, loss: torch.Tensor, lr: float | Params, *, create_graph: bool) -> Params:
+    """One inner SGD step: `{n: p - lr * dloss/dp}`.
+
+    With `create_graph=False` the gradient is a constant for outer autograd, which is exactly
+    first-order MAML (the update still depends on `p` through the identity term).  `lr` may be a
+    float or a per-parameter dict (Meta-SGD).
+    """
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+    if isinstance(lr, dict):
+        return {n: p - lr[n] * g for (n, p), g in zip(params.items(), grads)}
+    return {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
+
+
+def adapt(model: torch.nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int,
+          lr: float | Params, *, create_graph: bool) -> Params:
+    """`steps` inner SGD steps on the support set (x, y)."""
+    for _ in range(steps):
+        loss = loss_fn(forward(model, params, x), y)
+        params = sgd_step(params, loss, lr, create_graph=create_graph)
+    return params

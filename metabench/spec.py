@@ -1,0 +1,162 @@
+"""Run specifications and presets: all validation of what a user asks for lives here.
+
+A RunSpec is suites x algorithms x seeds under one preset.  `plan()` turns it into cells
+(one (suite, algorithm, seed) each) plus the list of incompatible pairs with a reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from metabench.errors import ConfigError
+
+PRESETS = ("smoke", "quick", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+MAX_SEED = 2**31 - 1
+MAX_CELLS = 10_000
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How the engine drives one cell."""
+
+    meta_steps: int = 1000
+    """Meta-training steps (one `meta_train_step` each)."""
+    eval_every: int = 100
+    """Validate every this many steps (and at the end)."""
+    n_val_tasks: int = 100
+    """Fixed validation tasks per validation."""
+    n_test_tasks: int | None = None
+    """Fixed test tasks at the end; None = the suite's default (600)."""
+    log_every: int = 10
+    """Average the training metrics over this many steps per curve row."""
+    checkpoint_every: int = 100
+    """Checkpoint (and flush curve rows) every this many steps."""
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"loop setting {f.name} must be a positive integer, got {v!r}")
+
+
+LOOP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": dict(meta_steps=6, eval_every=3, n_val_tasks=4, n_test_tasks=10, log_every=1, checkpoint_every=2),
+    "quick": dict(meta_steps=2000, eval_every=500, n_val_tasks=200, log_every=20, checkpoint_every=100),
+    "paper": dict(meta_steps=60_000, eval_every=1000, n_val_tasks=600, log_every=100, checkpoint_every=500),
+}
+
+
+def loop_for(algorithm_cls, preset: str, suite) -> Loop:
+    """Loop settings: the preset's defaults, then the algorithm's per-kind and per-suite entries."""
+    values = dict(LOOP_DEFAULTS[preset])
+    table = getattr(algorithm_cls, "LOOPS", {}).get(preset, {})
+    values.update(table.get(suite.kind, {}))
+    values.update(table.get(suite.id, {}))
+    loop = Loop(**values)
+    loop.validate()
+    return loop
+
+
+def parse_list(text: str | list[str] | tuple[str, ...], what: str) -> list[str]:
+    """'a,b, c' -> ['a', 'b', 'c'] with duplicates removed (order kept); empty -> ConfigError."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if item and item not in out:
+            out.append(item)
+    if not out:
+        raise ConfigError(f"--{what} needs at least one value, e.g. --{what} {'0,1,2' if what == 'seeds' else 'NAME'}")
+    return out
+
+
+def parse_seeds(text: str | list) -> list[int]:
+    seeds = []
+    for s in parse_list(text, "seeds"):
+        if not re.fullmatch(r"\d+", s):
+            raise ConfigError(f"seeds must be non-negative integers separated by commas, got {s!r}")
+        v = int(s)
+        if v > MAX_SEED:
+            raise ConfigError(f"seed {v} is too large; use 0..{MAX_SEED}")
+        seeds.append(v)
+    return seeds
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: meta-train `algorithm` on `suite` with `seed`, then test."""
+
+    suite: str
+    algorithm: str
+    seed: int
+    preset: str
+    device: str = "auto"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        """Stable id: the same cell (same overrides) always maps to the same results folder, so a
+        repeated or resumed run continues instead of duplicating."""
+        extra = ""
+        if self.overrides:
+            digest = hashlib.sha256(json.dumps(self.overrides, sort_keys=True).encode()).hexdigest()[:8]
+            extra = f"-{digest}"
+        return f"{self.suite}--{self.algorithm}--{self.preset}--seed{self.seed}{extra}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Cell":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suites: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "quick"
+    device: str = "auto"
+
+    def validate(self) -> None:
+        from metabench.algorithms import ALGORITHMS
+        from metabench.suites import SUITES
+
+        if self.preset not in PRESETS:
+            import difflib
+
+            close = difflib.get_close_matches(self.preset, PRESETS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown preset {self.preset!r}.{hint} Presets: {', '.join(PRESETS)}.")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for s in self.suites:
+            SUITES.get(s)
+        for a in self.algorithms:
+            ALGORITHMS.get(a)
+        n = len(self.suites) * len(self.algorithms) * len(self.seeds)
+        if n > MAX_CELLS:
+            raise ConfigError(f"the grid has {n} cells; at most {MAX_CELLS} per run — split it into several runs")
+
+    def plan(self) -> tuple[list[Cell], list[tuple[str, str, str]]]:
+        """(cells to run, [(suite, algorithm, reason it is skipped)])."""
+        from metabench.algorithms import ALGORITHMS
+        from metabench.suites import make_suite
+
+        self.validate()
+        cells, skipped = [], []
+        for s in self.suites:
+            suite = make_suite(s)
+            for a in self.algorithms:
+                ok, reason = ALGORITHMS.get(a).fits(suite)
+                if not ok:
+                    skipped.append((s, a, reason))
+                    continue
+                cells.extend(Cell(s, a, seed, self.preset, self.device) for seed in self.seeds)
+        return cells, skipped

@@ -1,0 +1,23 @@
+"""Task suites, registered by id (`omniglot-5w1s`, `sinusoid-5shot`, ...)."""
+from __future__ import annotations
+
+from functools import partial
+
+from metabench.registry import Registry
+from metabench.suites.base import KINDS, Suite, TaskBatch
+from metabench.suites.omniglot import Omniglot
+from metabench.suites.sinusoid import Sinusoid
+
+SUITES: Registry = Registry("suite")
+for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
+    SUITES.add(f"omniglot-{_way}w{_shot}s", partial(Omniglot, _way, _shot))
+for _shot in (5, 10):
+    SUITES.add(f"sinusoid-{_shot}shot", partial(Sinusoid, _shot))
+
+
+def make_suite(suite_id: str) -> Suite:
+    """A fresh, unprepared suite object for `suite_id` (ConfigError with a did-you-mean if unknown)."""
+    return SUITES.get(suite_id)()
+
+
+__all__ = ["KINDS", "SUITES", "Suite", "TaskBatch", "make_suite"]
