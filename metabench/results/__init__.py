@@ -1,0 +1,26 @@
+"""Results: the Parquet tables the engine writes and everything that reads them.
+
+No torch and no Streamlit here, so the CLI and the dashboard can import it cheaply.
+
+- ``schema``: the runs / curves / tasks tables, declared once.
+- ``metrics``: which way is better for each metric and how to format it.
+- ``writer``: ``write_table`` (validated, atomic, checksummed) and ``read_table``.
+- ``query``: ``ResultsDB``, DuckDB queries over a results folder (leaderboard, curves, tasks).
+- ``stats``: confidence intervals and seed/task summaries as pure functions.
+- ``export``: ``format_leaderboard`` as table, CSV or Markdown.
+- ``fixtures``: ``write_fixture_results``, a small fake results folder for tests and demos.
+"""
+
+from metabench.results.export import format_leaderboard
+from metabench.results.fixtures import write_fixture_results
+from metabench.results.metrics import METRICS, direction, format_value
+from metabench.results.query import LEADERBOARD_COLUMNS, ResultsDB
+from metabench.results.schema import CURVES, RUNS, TASKS
+from metabench.results.stats import mean_ci, seed_task_summary
+from metabench.results.writer import read_table, write_table
+
+__all__ = [
+    "CURVES", "LEADERBOARD_COLUMNS", "METRICS", "RUNS", "TASKS", "ResultsDB", "direction",
+    "format_leaderboard", "format_value", "mean_ci", "read_table", "seed_task_summary",
+    "write_fixture_results", "write_table",
+]  # fmt: skip
