@@ -1,0 +1,191 @@
+"""Widgets and cached queries shared by the pages.
+
+Pages call the query functions here (never ``ResultsDB`` or SQL directly). Each query is cached
+on (results folder, a fingerprint of its Parquet files, method, arguments): an unchanged folder
+is served from memory, and a new or rewritten results file changes the fingerprint, so new
+results appear on the next rerun without restarting the server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from metabench.errors import MetabenchError
+from metabench.results import metrics as _metrics
+from metabench.results.query import ResultsDB, fingerprint
+
+ENV_VAR = "METABENCH_RESULTS"
+#: The command the empty-state messages suggest: the smallest run that fills a leaderboard.
+FIRST_RUN = "metabench run --suites sinusoid-5shot --algorithms maml --preset smoke"
+
+
+# -- the results folder --------------------------------------------------------------------------
+
+
+def default_results_dir() -> str:
+    """``$METABENCH_RESULTS`` if set, else ``results`` (relative to where the app runs)."""
+    return os.environ.get(ENV_VAR) or "results"
+
+
+def results_dir_input() -> None:
+    """The sidebar's "Results folder" box; its value lives in ``st.session_state["results_dir"]``."""
+    st.sidebar.text_input(
+        "Results folder",
+        value=default_results_dir(),
+        key="results_dir",
+        help=f"Folder holding one sub-folder per run. Defaults to ${ENV_VAR} or ./results.",
+    )
+
+
+def results_dir() -> Path:
+    """The results folder chosen in the sidebar (or the default), as an absolute path."""
+    value = st.session_state.get("results_dir") or default_results_dir()
+    return Path(value).expanduser().absolute()
+
+
+@st.cache_resource(show_spinner=False)
+def _db(folder: str) -> ResultsDB:
+    return ResultsDB(folder)
+
+
+def db() -> ResultsDB:
+    """The (cached) ResultsDB of the current results folder."""
+    return _db(str(results_dir()))
+
+
+# -- cached queries ------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _fingerprint(folder: str) -> tuple[int, int, int]:
+    # A short TTL: one walk of the folder per rerun at most, yet new files show within seconds.
+    return fingerprint(folder)
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def _query(folder: str, stamp: tuple[int, int, int], method: str, kwargs: tuple) -> Any:
+    del stamp  # only part of the cache key
+    return getattr(_db(folder), method)(**dict(kwargs))
+
+
+def _cached(method: str, **kwargs: Any) -> Any:
+    folder = str(results_dir())
+    return _query(folder, _fingerprint(folder), method, tuple(sorted(kwargs.items())))
+
+
+def summary() -> dict[str, Any]:
+    """See ``ResultsDB.summary``."""
+    return _cached("summary")
+
+
+def suites() -> list[str]:
+    """See ``ResultsDB.suites``."""
+    return _cached("suites")
+
+
+def metrics(suite: str) -> list[str]:
+    """See ``ResultsDB.metrics``."""
+    return _cached("metrics", suite=suite)
+
+
+def leaderboard(suite: str, metric: str | None = None) -> pd.DataFrame:
+    """See ``ResultsDB.leaderboard``."""
+    return _cached("leaderboard", suite=suite, metric=metric)
+
+
+def runs(suite: str | None = None) -> pd.DataFrame:
+    """See ``ResultsDB.runs``."""
+    return _cached("runs", suite=suite)
+
+
+def curves(suite: str, metric: str, split: str = "val") -> pd.DataFrame:
+    """See ``ResultsDB.curves``."""
+    return _cached("curves", suite=suite, metric=metric, split=split)
+
+
+def tasks(suite: str, metric: str) -> pd.DataFrame:
+    """See ``ResultsDB.tasks``."""
+    return _cached("tasks", suite=suite, metric=metric)
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """Show a MetabenchError as one red sentence and stop the page, instead of a traceback."""
+    try:
+        yield
+    except MetabenchError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+# -- widgets -------------------------------------------------------------------------------------
+
+
+def url_selectbox(label: str, options: Sequence[str], param: str, **kwargs: Any) -> str:
+    """A selectbox whose value is mirrored in the URL query string (``?param=value``).
+
+    Opening a URL with ``?param=value`` preselects that option, so a view can be shared. An
+    unknown value in the URL falls back to the first option.
+    """
+    options = list(options)
+    key, seen = f"url_{param}", f"url_{param}_written"
+    in_url = st.query_params.get(param)
+    # A URL value we did not write ourselves (a shared link, a page link) wins over the state.
+    if in_url in options and in_url != st.session_state.get(seen):
+        st.session_state[key] = in_url
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    value = st.selectbox(label, options, key=key, **kwargs)
+    st.query_params[param] = value
+    st.session_state[seen] = value
+    return value
+
+
+def leaderboard_table(df: pd.DataFrame) -> None:
+    """Show a leaderboard frame as a table: values in the metric's unit, CI as a range."""
+    metric = str(df["metric"].iloc[0])
+    scale = _metrics.display_scale(metric)
+    number = "%.2f%%" if scale != 1 else "%.4g"
+    ci = [
+        f"{_metrics.format_value(metric, lo)} – {_metrics.format_value(metric, hi)}"
+        for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)
+    ]
+    table = pd.DataFrame(
+        {
+            "Rank": df["rank"],
+            "Algorithm": df["algorithm"],
+            "Family": df["family"],
+            "Preset": df["preset"],
+            "Mean": df["mean"] * scale,
+            "95% CI": ci,
+            "± (95% CI)": df["ci95"] * scale,
+            "Std over seeds": df["std_seeds"] * scale,
+            "Seeds": df["n_seeds"],
+            "Tasks": df["n_tasks"],
+            "Split": df["split_scheme"],
+            "Transductive": df["transductive"],
+            "Query batch": df["query_batch"],
+        }
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "Mean": st.column_config.NumberColumn(format=number, help=_metrics.label(metric)),
+            "± (95% CI)": st.column_config.NumberColumn(format=number, help="Half-width of the 95% CI."),
+            "Std over seeds": st.column_config.NumberColumn(
+                format=number, help="Standard deviation of the per-seed means (ddof=1)."
+            ),
+            "Transductive": st.column_config.CheckboxColumn(
+                help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
+            ),
+            "Query batch": st.column_config.TextColumn(help="How test queries pass through BatchNorm."),
+        },
+    )

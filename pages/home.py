@@ -1,0 +1,37 @@
+"""Home: what is in the results folder, and where to go next."""
+
+import streamlit as st
+
+from metabench.dashboard import PAGES, widgets
+
+st.title("metabench")
+st.caption("Which way of learning to learn works best, on which kind of task, at what cost?")
+
+folder = widgets.results_dir()
+with widgets.errors_as_messages():
+    summary = widgets.summary()
+
+if summary["n_runs"] == 0:
+    where = "does not exist yet" if not folder.is_dir() else "holds no runs yet"
+    st.info(
+        f"The results folder `{folder}` {where}. Run a first comparison with "
+        f"`{widgets.FIRST_RUN}`, then refresh this page."
+    )
+else:
+    st.write(f"Results in `{folder}`")
+    cols = st.columns(6)
+    cols[0].metric("Runs", summary["n_runs"])
+    cols[1].metric("Finished", summary["n_finished"])
+    cols[2].metric("Running", summary["running"])
+    cols[3].metric("Suites", len(summary["suites"]))
+    cols[4].metric("Algorithms", len(summary["algorithms"]))
+    last = summary["last_run_at"]
+    cols[5].metric("Last run", last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "n/a")
+    st.write("**Suites:** " + ", ".join(summary["suites"]))
+    st.write("**Algorithms:** " + ", ".join(summary["algorithms"]))
+
+st.subheader("Pages")
+for page in PAGES:
+    if page.url_path:
+        st.page_link(page.path, label=page.title)
+        st.caption(page.question)
