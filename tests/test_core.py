@@ -1,0 +1,172 @@
+"""Registry, run specs, suite and algorithm conformance, and the algorithm oracles."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metabench.algorithms import ALGORITHMS
+from metabench.algorithms.maml import MAML
+from metabench.algorithms.protonet import logits_from, prototypes
+from metabench.checks import check_algorithm, check_suite
+from metabench.errors import ConfigError
+from metabench.nn.functional import adapt, sgd_step
+from metabench.registry import Registry
+from metabench.spec import RunSpec, parse_seeds
+from metabench.suites import SUITES, make_suite
+
+_PREPARED: dict[str, object] = {}
+
+
+@pytest.fixture
+def suite_by_id(shared_data):
+    def get(suite_id: str):
+        if suite_id not in _PREPARED:
+            _PREPARED[suite_id] = make_suite(suite_id).prepare(shared_data, "cpu", allow_download=False,
+                                                              progress=False)
+        return _PREPARED[suite_id]
+    return get
+
+
+# --- registry and spec ------------------------------------------------------------------------
+def test_registry_did_you_mean():
+    r = Registry("algorithm")
+    r.add("protonet", object)
+    with pytest.raises(ConfigError, match="Did you mean 'protonet'"):
+        r.get("protonet2")
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(suites=("omniglot-5w1",), algorithms=("maml",)), "Did you mean 'omniglot-5w1s'"),
+    (dict(suites=("sinusoid-5shot",), algorithms=("mamll",)), "Did you mean 'maml'"),
+    (dict(suites=("sinusoid-5shot",), algorithms=("maml",), preset="quik"), "Did you mean 'quick'"),
+    (dict(suites=("sinusoid-5shot",), algorithms=("maml",), device="tpu"), "--device must be"),
+])
+def test_spec_rejects_bad_input(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        RunSpec(**bad).validate()
+
+
+def test_seeds_parse_and_reject():
+    assert parse_seeds("0, 1,1,2") == [0, 1, 2]
+    for bad in ("a", "-1", "1.5", "", "99999999999"):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+
+
+def test_plan_skips_incompatible_pairs_with_a_reason():
+    cells, skipped = RunSpec(("sinusoid-5shot", "omniglot-5w1s"), ("maml", "protonet"), (0, 1), "smoke").plan()
+    assert {(c.suite, c.algorithm) for c in cells} == {("sinusoid-5shot", "maml"), ("omniglot-5w1s", "maml"),
+                                                       ("omniglot-5w1s", "protonet")}
+    assert len(cells) == 6
+    assert skipped == [("sinusoid-5shot", "protonet", "protonet handles classification tasks; sinusoid-5shot is regression")]
+
+
+def test_unknown_config_option_is_named():
+    with pytest.raises(ConfigError, match="unknown option.*inner_lrr"):
+        MAML.preset_config("quick", make_suite("sinusoid-5shot"), {"inner_lrr": 0.1})
+
+
+# --- conformance, over every registered name --------------------------------------------------
+@pytest.mark.parametrize("suite_id", SUITES.names())
+def test_suite_conformance(suite_id, suite_by_id):
+    check_suite(suite_by_id(suite_id))
+
+
+PAIRS = [(a, s) for a in ALGORITHMS.names() for s in ("omniglot-5w1s", "sinusoid-5shot")
+         if ALGORITHMS.get(a).fits(make_suite(s))[0]]
+
+
+@pytest.mark.parametrize("algorithm, suite_id", PAIRS)
+def test_algorithm_conformance(algorithm, suite_id, suite_by_id):
+    check_algorithm(algorithm, suite_by_id(suite_id))
+
+
+def test_omniglot_split_sizes_and_descriptors(suite_by_id):
+    s = suite_by_id("omniglot-5w1s")
+    assert {k: len(v) for k, v in s._classes.items()} == {"train": 4112, "val": 688, "test": 1692}
+    b = next(s.fixed_tasks("test", 2, batch_size=2))
+    d = b.descriptors[0]
+    assert len(d["characters"]) == 5 and len(d["alphabets"]) == 5 and set(d["rotations"]) <= {0, 90, 180, 270}
+    train_chars = {int(c) for c, _ in s._classes["train"].tolist()}
+    test_chars = {int(c) for c, _ in s._classes["test"].tolist()}
+    assert not train_chars & test_chars
+
+
+# --- oracles ----------------------------------------------------------------------------------
+def test_one_inner_step_by_hand():
+    """y = w x, loss = mean((w x - y)^2) on two points: dL/dw = mean(2 x (w x - y))."""
+    class Lin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.tensor([[0.5]]))
+
+        def forward(self, x, groups=1):
+            return x @ self.weight.T
+
+    model = Lin()
+    x = torch.tensor([[1.0], [2.0]])
+    y = torch.tensor([[2.0], [3.0]])
+    params = {"weight": model.weight}
+    new = adapt(model, params, x, y, F.mse_loss, steps=1, lr=0.1, create_graph=True)
+    # residuals: 0.5-2 = -1.5, 1.0-3 = -2.0; grad = mean(2*1*-1.5, 2*2*-2.0) = (-3 - 8)/2 = -5.5
+    assert new["weight"].item() == pytest.approx(0.5 + 0.1 * 5.5)
+    # second order: d(w')/dw = 1 - lr * d2L/dw2 = 1 - 0.1 * mean(2 x^2) = 1 - 0.1 * 5 = 0.5
+    (g,) = torch.autograd.grad(new["weight"].sum(), model.weight)
+    assert g.item() == pytest.approx(0.5)
+    first = sgd_step(params, F.mse_loss(model(x), y), 0.1, create_graph=False)
+    (g1,) = torch.autograd.grad(first["weight"].sum(), model.weight)
+    assert g1.item() == pytest.approx(1.0)  # first-order: the gradient is a constant
+
+
+def test_prototypes_against_a_plain_loop():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(15, 8, generator=g, dtype=torch.float64)
+    y = torch.arange(5).repeat(3)
+    q = torch.randn(7, 8, generator=g, dtype=torch.float64)
+    protos = prototypes(z, y, 5)
+    for c in range(5):
+        members = [z[i] for i in range(15) if int(y[i]) == c]
+        assert torch.allclose(protos[c], sum(members) / len(members))
+    logits = logits_from(q, protos)
+    for i in range(7):
+        for c in range(5):
+            assert logits[i, c].item() == pytest.approx(-sum((q[i, d] - protos[c, d]).item() ** 2 for d in range(8)))
+
+
+def _maml_grads(suite, batching: str, first_order: bool, overrides: dict):
+    cfg = MAML.preset_config("smoke", suite, {"batching": batching, "first_order": first_order, **overrides})
+    algo = MAML(suite, cfg, "cpu", seed=3)
+    algo.model.double()
+    batch = suite.sample("train", 4, torch.Generator().manual_seed(5), n_shot=suite.n_shot, n_query=2)
+    from dataclasses import replace
+    batch = replace(batch, support_x=batch.support_x.double(), query_x=batch.query_x.double(),
+                    support_y=batch.support_y if batch.n_way else batch.support_y.double(),
+                    query_y=batch.query_y if batch.n_way else batch.query_y.double())
+    algo.opt.zero_grad()
+    (algo._meta_grad_vmap if batching == "vmap" else algo._meta_grad_loop)(batch)
+    return {n: p.grad.clone() for n, p in algo.model.named_parameters()}
+
+
+@pytest.mark.parametrize("suite_id, overrides", [
+    ("omniglot-5w1s", {"arch": "strided", "inner_steps": 2}),
+    ("omniglot-5w1s", {"arch": "pool"}),
+    ("sinusoid-5shot", {"inner_steps": 2}),
+])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_maml_vmap_equals_loop_in_float64(suite_id, overrides, first_order, suite_by_id):
+    suite = suite_by_id(suite_id)
+    loop = _maml_grads(suite, "loop", first_order, overrides)
+    vm = _maml_grads(suite, "vmap", first_order, overrides)
+    for n in loop:
+        scale = loop[n].abs().max().item() or 1.0
+        err = (loop[n] - vm[n]).abs().max().item() / scale
+        assert err < 1e-5, f"{n}: relative difference {err:.2e} between loop and vmap meta-gradients"
+
+
+def test_second_order_differs_from_first_order(suite_by_id):
+    """Guards against 'second order' silently being first order."""
+    suite = suite_by_id("sinusoid-5shot")
+    so = _maml_grads(suite, "loop", False, {})
+    fo = _maml_grads(suite, "loop", True, {})
+    assert any((so[n] - fo[n]).abs().max() > 1e-6 for n in so)
