@@ -1,0 +1,37 @@
+"""Shared fixtures: the staged datasets, a per-session cache, Omniglot decoded once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# /work/shared/data locally; ../shared/data relative to the repository in CI.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only folder of staged datasets (ROOT/omniglot/...); skips when it is absent."""
+    if not (SHARED_DATA / "omniglot").is_dir():
+        pytest.skip(f"staged datasets not found at {SHARED_DATA} (expected ../shared/data/omniglot)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def omniglot_cache(tmp_path_factory: pytest.TempPathFactory):
+    """METABENCH_CACHE -> a session temp folder, so no test writes into the user's cache.
+
+    Session-wide so Omniglot's decoded tensor (seconds of work) is shared by every test.
+    """
+    path = tmp_path_factory.mktemp("metabench-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METABENCH_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="session")
+def omniglot(shared_data: Path, omniglot_cache: Path):
+    """OmniglotData from the staged copy, decoded once per session (never downloads)."""
+    from metabench.suites.omniglot_data import load_omniglot
+
+    return load_omniglot(shared_data, allow_download=False, progress=False)
