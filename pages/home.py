@@ -4,6 +4,7 @@ import streamlit as st
 
 from metabench.dashboard import PAGES, widgets
 
+widgets.require_router()
 st.title("metabench")
 st.caption("Which way of learning to learn works best, on which kind of task, at what cost?")
 
@@ -18,15 +19,15 @@ if summary["n_runs"] == 0:
         f"`{widgets.FIRST_RUN}`, then refresh this page."
     )
 else:
-    st.write(f"Results in `{folder}`")
-    cols = st.columns(6)
+    last = summary["last_run_at"]
+    when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "n/a"
+    st.write(f"Results in `{folder}` · last run {when}")
+    cols = st.columns(5)
     cols[0].metric("Runs", summary["n_runs"])
     cols[1].metric("Finished", summary["n_finished"])
     cols[2].metric("Running", summary["running"])
     cols[3].metric("Suites", len(summary["suites"]))
     cols[4].metric("Algorithms", len(summary["algorithms"]))
-    last = summary["last_run_at"]
-    cols[5].metric("Last run", last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "n/a")
     st.write("**Suites:** " + ", ".join(summary["suites"]))
     st.write("**Algorithms:** " + ", ".join(summary["algorithms"]))
 

@@ -5,6 +5,7 @@ import streamlit as st
 from metabench.dashboard import charts, widgets
 from metabench.results import metrics
 
+widgets.require_router()
 st.title("Leaderboard")
 
 with widgets.errors_as_messages():
@@ -36,11 +37,11 @@ st.caption(
     f"{metrics.label(metric)}."
 )
 widgets.leaderboard_table(board)
-st.altair_chart(charts.leaderboard_chart(board), width="stretch")
+st.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "
     "each task's value is first averaged over seeds, then mean ± t(0.975, n_tasks − 1) · "
-    "sd / √n_tasks (Student t). *Std over seeds* is the standard deviation of the per-seed "
+    "sd / √n_tasks (Student t). *Std (seeds)* is the standard deviation of the per-seed "
     "means. Rows differing in split, transductive or query batch follow different protocols "
     "and are not directly comparable."
 )

@@ -46,7 +46,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
     y_title = _metrics.label(metric)
     bars = (
         alt.Chart(data)
-        .mark_bar(opacity=0.85)
+        .mark_bar(opacity=0.85, width=alt.RelativeBandSize(0.6))
         .encode(
             x=x,
             y=alt.Y("mean:Q", title=y_title),
@@ -60,9 +60,13 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
             ],
         )
     )
-    whiskers = (
-        alt.Chart(data)
-        .mark_errorbar(ticks=True, thickness=1.5, color="black")
-        .encode(x=x, y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
+    # Whiskers as a rule plus short caps: an errorbar's default caps span the whole bar.
+    whisker = alt.Chart(data).encode(x=x)
+    rule = whisker.mark_rule(color="black", strokeWidth=1.5).encode(
+        y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q"
     )
-    return alt.layer(bars, whiskers).properties(height=360)
+    caps = [
+        whisker.mark_tick(color="black", thickness=1.5, size=18).encode(y=alt.Y(f"{end}:Q", title=y_title))
+        for end in ("ci_low", "ci_high")
+    ]
+    return alt.layer(bars, rule, *caps).properties(height=360, width=alt.Step(110))

@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from metabench.dashboard import PAGES
 from metabench.errors import MetabenchError
 from metabench.results import metrics as _metrics
 from metabench.results.query import ResultsDB, fingerprint
@@ -24,6 +26,37 @@ from metabench.results.query import ResultsDB, fingerprint
 ENV_VAR = "METABENCH_RESULTS"
 #: The command the empty-state messages suggest: the smallest run that fills a leaderboard.
 FIRST_RUN = "metabench run --suites sinusoid-5shot --algorithms maml --preset smoke"
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+_ROUTED = "_metabench_routed"
+_REROUTED = "_metabench_rerouted"
+
+
+def navigation_pages() -> list[st.Page]:
+    """``st.Page`` objects for every entry of ``metabench.dashboard.PAGES``."""
+    return [st.Page(p.path, title=p.title, url_path=p.url_path, default=p.url_path == "") for p in PAGES]
+
+
+def mark_routed() -> None:
+    """Called by app.py before ``st.navigation``: this session's pages run through the router."""
+    st.session_state[_ROUTED] = True
+
+
+def require_router() -> None:
+    """First call of every page: make sure the page runs inside app.py, not on its own.
+
+    Streamlit still honours its old ``pages/``-folder convention until some session has called
+    ``st.navigation``: after a server start, a first visit straight to ``/leaderboard`` runs
+    ``pages/leaderboard.py`` alone (no sidebar, no page config, auto-named pages). Calling
+    ``st.navigation`` switches the server to app.py's routing for good; the rerun then goes
+    through app.py and lands on the same page, query string included.
+    """
+    if not st.session_state.get(_ROUTED) and not st.session_state.get(_REROUTED):
+        st.session_state[_REROUTED] = True  # once: a page run as the main script must not loop
+        st.navigation(navigation_pages(), position="hidden")
+        st.rerun()
 
 
 # -- the results folder --------------------------------------------------------------------------
@@ -152,7 +185,6 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     """Show a leaderboard frame as a table: values in the metric's unit, CI as a range."""
     metric = str(df["metric"].iloc[0])
     scale = _metrics.display_scale(metric)
-    number = "%.2f%%" if scale != 1 else "%.4g"
     ci = [
         f"{_metrics.format_value(metric, lo)} – {_metrics.format_value(metric, hi)}"
         for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)
@@ -164,9 +196,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             "Family": df["family"],
             "Preset": df["preset"],
             "Mean": df["mean"] * scale,
-            "95% CI": ci,
-            "± (95% CI)": df["ci95"] * scale,
-            "Std over seeds": df["std_seeds"] * scale,
+            "95% CI": ci,  # a range reads better than "± half-width" next to the mean
+            "Std (seeds)": df["std_seeds"] * scale,
             "Seeds": df["n_seeds"],
             "Tasks": df["n_tasks"],
             "Split": df["split_scheme"],
@@ -178,14 +209,30 @@ def leaderboard_table(df: pd.DataFrame) -> None:
         table,
         hide_index=True,
         column_config={
-            "Mean": st.column_config.NumberColumn(format=number, help=_metrics.label(metric)),
-            "± (95% CI)": st.column_config.NumberColumn(format=number, help="Half-width of the 95% CI."),
-            "Std over seeds": st.column_config.NumberColumn(
-                format=number, help="Standard deviation of the per-seed means (ddof=1)."
+            "Mean": st.column_config.NumberColumn(
+                format=_number_format(table["Mean"], scale), help=_metrics.label(metric)
+            ),
+            "Std (seeds)": st.column_config.NumberColumn(
+                format=_number_format(table["Std (seeds)"], scale),
+                help="Standard deviation of the per-seed means (ddof=1).",
             ),
             "Transductive": st.column_config.CheckboxColumn(
                 help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
             ),
-            "Query batch": st.column_config.TextColumn(help="How test queries pass through BatchNorm."),
+            "Query batch": st.column_config.TextColumn(
+                width="medium", help="How test queries pass through BatchNorm."
+            ),
         },
     )
+
+
+def _number_format(values: pd.Series, scale: float) -> str:
+    """printf format for a column: percentages with two decimals, else at least 3 significant
+    digits for the smallest value (0.300, 0.0283), matching ``metrics.format_value``."""
+    if scale != 1:
+        return "%.2f%%"
+    finite = values[np.isfinite(values) & (values != 0)].abs()
+    if finite.empty:
+        return "%.3f"
+    decimals = int(min(6, max(0, 2 - np.floor(np.log10(finite.min())))))
+    return f"%.{decimals}f"
