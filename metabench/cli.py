@@ -9,6 +9,10 @@ from pathlib import Path
 
 from metabench.errors import MetabenchError
 
+# The default benchmark: one image and one regression suite, one algorithm of each of the first two
+# families; `metabench run` with no options runs it with the quick preset.
+DEFAULT_SUITES = "omniglot-5w1s,sinusoid-5shot"
+DEFAULT_ALGORITHMS = "maml,protonet"
 EXAMPLE = "metabench run --suites omniglot-5w1s,sinusoid-5shot --algorithms maml,protonet --seeds 0 --preset quick"
 
 
@@ -21,8 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("run", help="meta-train and test every compatible (suite, algorithm, seed) cell")
-    p.add_argument("--suites", required=True, help="comma-separated suite ids (see `metabench list`)")
-    p.add_argument("--algorithms", required=True, help="comma-separated algorithm names")
+    p.add_argument("--suites", default=DEFAULT_SUITES,
+                   help=f"comma-separated suite ids (see `metabench list`; default: {DEFAULT_SUITES})")
+    p.add_argument("--algorithms", default=DEFAULT_ALGORITHMS,
+                   help=f"comma-separated algorithm names (default: {DEFAULT_ALGORITHMS})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     p.add_argument("--preset", default="quick", help="smoke | quick | paper (default: quick)")
     p.add_argument("--results-dir", default="results", help="where results go (default: results)")

@@ -49,6 +49,12 @@ def peak_memory_mb(device: torch.device) -> float:
     return kb / 1024 if platform.system() == "Linux" else kb / 2**20
 
 
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def cell_status(results_dir: Path, run_id: str) -> str | None:
     """The status recorded in a cell's runs.parquet, or None if there is none (or it is unreadable)."""
     path = Path(results_dir) / run_id / "runs.parquet"
@@ -99,7 +105,7 @@ class CellRunner:
             "run_id": self.cell.run_id, "job_id": self.job_id, "suite": self.suite.id,
             "suite_version": self.suite.version, "split_scheme": self.suite.split_scheme,
             "algorithm": self.cell.algorithm, "family": self.algo_cls.family, "seed": self.cell.seed,
-            "preset": self.cell.preset, "status": status, "device": str(self.device),
+            "preset": self.cell.preset, "status": status, "device": device_label(self.device),
             "started_at": started_at, "finished_at": finished_at, "wall_time_s": float(wall),
             "peak_memory_mb": peak_memory_mb(self.device), "meta_steps": int(steps),
             "primary_metric": self.suite.primary_metric, "transductive": bool(protocol["transductive"]),
