@@ -111,6 +111,17 @@ def test_failed_write_leaves_old_file_intact_and_no_temporary(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks.parquet"]
 
 
+def test_leftovers_of_a_killed_writer_are_ignored_and_removable(fixture_dir, tmp_path):
+    # The fixture holds a hidden half-written temporary file; no table glob may read it.
+    assert list(fixture_dir.rglob(".tasks.parquet.*.tmp"))
+    assert ResultsDB(fixture_dir).leaderboard("omniglot-5w1s")["n_seeds"].tolist() == [2, 2]
+    write_table(_tasks_rows(), tmp_path / "tasks.parquet", "tasks")
+    (tmp_path / ".tasks.parquet.k1ll3d.tmp").write_bytes(b"PAR1 half")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert writer.remove_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp", "tasks.parquet"]
+
+
 def test_schema_mismatch_names_the_column(tmp_path):
     rows = _tasks_rows()
     for row in rows:

@@ -80,6 +80,21 @@ def read_table(path: str | os.PathLike, table: TableName) -> pd.DataFrame:
     return arrow.select(schema.names).to_pandas()
 
 
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary files that a killed ``write_table`` left in ``folder``; returns how many.
+
+    A SIGKILL between creating the temporary file and renaming it leaves ``.<name>.<random>.tmp``
+    behind (harmless: no glob reads it). Call this only when no writer is active in ``folder``,
+    e.g. when a cell resumes in its own run folder.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(".*.parquet.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def to_arrow(data: Records, table: TableName) -> pa.Table:
     """Validate and cast ``data`` to the ``table`` schema (see ``write_table``)."""
     schema = schema_for(table)
@@ -173,4 +188,4 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["SCHEMAS", "read_table", "to_arrow", "write_table"]
+__all__ = ["SCHEMAS", "read_table", "remove_temporaries", "to_arrow", "write_table"]
