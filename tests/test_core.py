@@ -170,3 +170,18 @@ def test_second_order_differs_from_first_order(suite_by_id):
     so = _maml_grads(suite, "loop", False, {})
     fo = _maml_grads(suite, "loop", True, {})
     assert any((so[n] - fo[n]).abs().max() > 1e-6 for n in so)
+
+
+def test_auto_batching_measures_both_and_leaves_parameters_alone(suite_by_id):
+    suite = suite_by_id("sinusoid-5shot")
+    algo = MAML(suite, MAML.preset_config("smoke", suite), "cpu", seed=0)
+    assert algo.batching == "auto"
+    batch = suite.sample("train", 4, torch.Generator().manual_seed(0), n_query=3)
+    ref = MAML(suite, MAML.preset_config("smoke", suite, {"batching": "loop"}), "cpu", seed=0)
+    algo._choose_batching(batch)
+    assert algo.batching in ("loop", "vmap") and set(algo.batching_timings) == {"loop", "vmap"}
+    for (n, p), q in zip(algo.model.named_parameters(), ref.model.parameters()):
+        assert torch.equal(p, q), f"timing the batching modes changed {n}"
+    clone = MAML(suite, algo.config, "cpu", seed=1)
+    clone.load_state_dict(algo.state_dict())
+    assert clone.batching == algo.batching  # a resumed cell keeps the measured choice

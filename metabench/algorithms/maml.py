@@ -16,10 +16,13 @@ Implementation details
       network holds no per-task copies.
     * Two exact ways to process a meta-batch, chosen by `batching`: `loop` (one task at a time,
       backward per task, so memory stays at one task's graph) and `vmap` (`torch.func.vmap`
-      over tasks, optionally in chunks of `vmap_chunk` tasks).  `auto` picks the faster one for
-      the device, as measured by `benchmarks/bench_maml.py`: on a 2-core CPU the loop (vmap
-      was 0.89x its speed and 13x its memory), on CUDA vmap.  A float64 test checks both give
-      the same meta-gradient to 1e-5.
+      over tasks, optionally in chunks of `vmap_chunk` tasks).  Which is faster depends on the
+      device *and* the task size, so `auto` measures: on the first meta-batch it times both
+      (after a warm-up) and keeps the faster; the choice is stored in the config JSON of the
+      run and in checkpoints, so a resumed cell keeps it.  Measured on a 2-core CPU: vmap is
+      2.2x faster for the strided Conv-4 with 5+5 images per task, 0.89x for the pooled Conv-4
+      with 5+75 (and 13x the memory) -- see `benchmarks/`.  A float64 test checks both give the
+      same meta-gradient to 1e-5.
     * Batch norm uses per-task batch statistics (no running statistics, as in the authors'
       code).  Under vmap it is built from primitives, since the fused kernel's batching rule
       gives wrong second-order gradients in torch 2.x.
@@ -40,7 +43,8 @@ Differences from the paper
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -91,11 +95,6 @@ class Config:
             raise ConfigError("inner_lr and outer_lr must be positive")
 
 
-def resolve_batching(batching: str, device: torch.device) -> str:
-    """'auto' -> the measured winner for the device (benchmarks/bench_maml.py)."""
-    if batching != "auto":
-        return batching
-    return "vmap" if device.type == "cuda" else "loop"
 
 
 class MAML(Algorithm):
@@ -136,7 +135,7 @@ class MAML(Algorithm):
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
-        self.batching = resolve_batching(config.batching, self.device)
+        self.batching = config.batching   # 'auto' is resolved on the first meta-batch
         if self.kind == "classification":
             self.model = seeded_init(seed, lambda: Conv4(1, config.hidden, suite.n_way, arch=config.arch))
             self.loss_fn = F.cross_entropy
@@ -145,6 +144,7 @@ class MAML(Algorithm):
             self.loss_fn = F.mse_loss
         self.model.to(self.device)
         set_primitive_norm(self.model, self.batching == "vmap")
+        self.batching_timings: dict[str, float] = {}
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.outer_lr)
 
     # --- contract -----------------------------------------------------------------------------
@@ -163,6 +163,8 @@ class MAML(Algorithm):
         return params_of(self.model)
 
     def meta_train_step(self, batch) -> dict[str, float]:
+        if self.batching == "auto":
+            self._choose_batching(batch)
         self.opt.zero_grad(set_to_none=True)
         if self.batching == "vmap":
             loss, score = self._meta_grad_vmap(batch)
@@ -200,11 +202,41 @@ class MAML(Algorithm):
         return metrics
 
     def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "batching": self.batching,
+                "batching_timings": dict(self.batching_timings)}
 
     def load_state_dict(self, state) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        if state.get("batching", "auto") != "auto":
+            self.batching = state["batching"]
+            self.batching_timings = dict(state.get("batching_timings") or {})
+            set_primitive_norm(self.model, self.batching == "vmap")
+
+    def _choose_batching(self, batch, reps: int = 2) -> None:
+        """Time the loop and vmap meta-gradient on this batch (after one warm-up call each, which
+        also pays the one-off kernel set-up) and keep the faster.  Gradients are discarded;
+        the meta-parameters are not touched."""
+        timings = {}
+        for mode in ("loop", "vmap"):
+            set_primitive_norm(self.model, mode == "vmap")
+            fn = self._meta_grad_vmap if mode == "vmap" else self._meta_grad_loop
+            samples = []
+            for i in range(reps + 1):
+                self.opt.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                t0 = time.perf_counter()
+                fn(batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                if i:
+                    samples.append(time.perf_counter() - t0)
+            timings[mode] = min(samples)
+        self.opt.zero_grad(set_to_none=True)
+        self.batching = min(timings, key=timings.get)
+        self.batching_timings = timings
+        set_primitive_norm(self.model, self.batching == "vmap")
 
     # --- helpers ------------------------------------------------------------------------------
     def _score(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

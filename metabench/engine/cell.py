@@ -29,7 +29,7 @@ from metabench.algorithms import ALGORITHMS
 from metabench.engine.checkpoint import load_latest, save_checkpoint
 from metabench.engine.device import resolve_device
 from metabench.errors import ConfigError
-from metabench.results.writer import read_table, write_table
+from metabench.results.writer import read_table, remove_temporaries, write_table
 from metabench.spec import Cell, Loop, loop_for
 from metabench.suites import make_suite
 
@@ -100,7 +100,8 @@ class CellRunner:
         algo = getattr(self, "algo", None)
         protocol = algo.protocol if algo else {"transductive": False, "query_batch": "n/a"}
         config = {"algorithm": dataclasses.asdict(self.config), "loop": dataclasses.asdict(self.loop),
-                  "suite": self.suite.describe(), "batching": getattr(algo, "batching", None)}
+                  "suite": self.suite.describe(), "batching": getattr(algo, "batching", None),
+                  "batching_timings_s": getattr(algo, "batching_timings", None) or None}
         return {
             "run_id": self.cell.run_id, "job_id": self.job_id, "suite": self.suite.id,
             "suite_version": self.suite.version, "split_scheme": self.suite.split_scheme,
@@ -144,6 +145,7 @@ class CellRunner:
     def run(self) -> str:
         """Run (or resume) the cell; returns the final status."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(self.run_dir)   # left by a process killed in the middle of a write
         self.suite.prepare(self.data_root, self.device, allow_download=self.allow_download, progress=False)
         self.algo = self.algo_cls(self.suite, self.config, self.device, self.cell.seed)
         gen = torch.Generator().manual_seed(_train_seed(self.cell.seed))
