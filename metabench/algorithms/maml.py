@@ -128,8 +128,8 @@ class MAML(Algorithm):
     LOOPS = {
         "paper": {"classification": dict(meta_steps=60_000, eval_every=1000),
                   "regression": dict(meta_steps=70_000, eval_every=1000)},
-        "quick": {"classification": dict(meta_steps=5_000, eval_every=500, n_val_tasks=200),
-                  "regression": dict(meta_steps=15_000, eval_every=1000, n_val_tasks=200)},
+        "quick": {"classification": dict(meta_steps=5_500, eval_every=500, n_val_tasks=200),
+                  "regression": dict(meta_steps=12_000, eval_every=1000, n_val_tasks=200)},
     }
 
     def __init__(self, suite, config: Config, device, seed: int):
