@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from metabench.errors import ChecksumError, ConfigError, DataUnavailable, MetabenchError
 from metabench.registry import Registry
+from metabench.fsutil import fsync_dir
 
 __all__ = [
     "RemoteFile",
@@ -217,19 +218,6 @@ _OMNIGLOT_EXTRA_FILES = ("official-extras/all_runs.zip",)
 # --------------------------------------------------------------------------- download
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened, so best effort.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def _network_reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
@@ -336,7 +324,7 @@ def download(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return dest
 
 
@@ -421,7 +409,7 @@ def safe_extract(zip_path: str | os.PathLike[str], dest_dir: str | os.PathLike[s
             ) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    _fsync_dir(dest)
+    fsync_dir(dest)
     return placed
 
 

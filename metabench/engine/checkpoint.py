@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from metabench.engine.io import atomic_write_bytes
+from metabench.fsutil import atomic_write_bytes
 
 KEEP = 2
 _NAME = re.compile(r"ckpt-(\d{8})\.pt$")

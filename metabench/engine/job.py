@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from metabench.engine.cell import cell_status
-from metabench.engine.io import atomic_write_json, read_json
+from metabench.fsutil import atomic_write_json, read_json
 from metabench.errors import DataUnavailable, ResultsError
 from metabench.spec import Cell, RunSpec
 

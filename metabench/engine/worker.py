@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from metabench.engine.io import atomic_write_json
+from metabench.fsutil import atomic_write_json
 
 
 def main(argv: list[str] | None = None) -> int:

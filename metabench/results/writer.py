@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from metabench.errors import ResultsError
 from metabench.results.schema import SCHEMAS, SPLITS, STATUSES, TableName, schema_for
+from metabench.fsutil import fsync_dir
 
 Records = pd.DataFrame | pa.Table | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
@@ -52,7 +53,7 @@ def write_table(data: Records, path: str | os.PathLike, table: TableName) -> Pat
         if isinstance(exc, OSError):
             raise ResultsError(f"Could not write {path}: {exc}. Check the folder is writable.") from exc
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -173,19 +174,6 @@ def _check_values(arrow: pa.Table, table: str) -> None:
                 f"expected one of {', '.join(values)}."
             )
 
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 __all__ = ["SCHEMAS", "read_table", "remove_temporaries", "to_arrow", "write_table"]

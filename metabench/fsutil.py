@@ -1,4 +1,5 @@
-"""Small atomic file helpers: a file is whole or absent."""
+"""Small file helpers shared by every layer: atomic writes (a file is whole or absent) and
+durable renames."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -19,6 +34,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
