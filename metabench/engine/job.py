@@ -81,6 +81,10 @@ def worker_env(threads: int) -> dict[str, str]:
     if sys.platform.startswith("linux"):
         env.setdefault("GLIBC_TUNABLES", MALLOC_TUNING)
     env.setdefault("OMP_NUM_THREADS", str(threads))
+    # OpenMP threads that spin at barriers collapse when another process holds a core: a MAML
+    # step on this 2-core machine went from 0.46 s to 4.5 s with one busy neighbour; sleeping
+    # waiters keep it at 0.46 s (measured with benchmarks-style timing, see the issue-2 note).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
