@@ -239,11 +239,11 @@ def summary(cases: list[Case], recs: dict) -> list[str]:
             verdict = ("a tie (within 5%, the run-to-run noise)" if abs(r - 1) < 0.05
                        else "vmap is faster" if r > 1 else "loop is faster")
             lines.append(f"{setting}: batching on this device: {verdict}; {best} runs at {r:.2f}x "
-                         "of metabench-loop (resolve_batching('auto') picks loop on CPU, vmap on CUDA)")
+                         "of metabench-loop (batching='auto' times both on a cell's first meta-batch and keeps the faster)")
         peer = _common.best_peer([c for c in cases if c.setting == setting], recs)
         if "metabench-loop" in rate and peer is not None:
             r = rate["metabench-loop"] / recs[peer.name]["rate"]
-            lines.append(f"{setting}: metabench-loop (what 'auto' picks on CPU) runs at {r:.2f}x of the "
+            lines.append(f"{setting}: metabench-loop runs at {r:.2f}x of the "
                          f"fastest peer ({peer.impl}): "
                          + ("at least as fast" if r >= 1 else "slower, but within the 5% run-to-run noise"
                             if r >= 0.95 else "SLOWER"))
