@@ -5,6 +5,7 @@ A job has a folder `RESULTS/jobs/<job_id>/` with its spec and status.  Cells alr
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -146,8 +147,6 @@ def _bar(total: int, desc: str, enabled: bool, position: int):
 
 def _run_cell_process(cell: Cell, results_dir: Path, data_root, job_id: str, threads: int,
                       progress: bool) -> tuple[str, str]:
-    import json
-
     cmd = [sys.executable, "-m", "metabench.engine.worker", "--cell", json.dumps(cell.to_json()),
            "--results-dir", str(results_dir), "--job-id", job_id, "--threads", str(threads)]
     if data_root is not None:

@@ -45,14 +45,6 @@ class TaskBatch:
         return replace(self, support_x=self.support_x.to(device), support_y=self.support_y.to(device),
                        query_x=self.query_x.to(device), query_y=self.query_y.to(device))
 
-    def task(self, i: int) -> "TaskBatch":
-        """Task i as a batch of one."""
-        sl = slice(i, i + 1)
-        return replace(self, support_x=self.support_x[sl], support_y=self.support_y[sl],
-                       query_x=self.query_x[sl], query_y=self.query_y[sl],
-                       descriptors=self.descriptors[sl] if self.descriptors else [],
-                       task_ids=self.task_ids[sl] if self.task_ids else None)
-
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
         b0 = batches[0]
