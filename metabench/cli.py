@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download a dataset (checksums verified) into the data folder")
-    f.add_argument("dataset", help="omniglot")
+    f.add_argument("dataset", help="omniglot | cifar100")
     f.add_argument("--data-dir", default=None)
     f.add_argument("--base-url", default=None, help="a mirror to download from instead of the official URLs")
     f.add_argument("--checksum", action="append", default=[], metavar="PATH=ALGO:HEX",
@@ -75,7 +75,7 @@ def cmd_list(args) -> int:
     print("Suites:")
     for s in suites:
         data = f", needs {s.needs_data} data" if s.needs_data else ""
-        print(f"  {s.id:<18} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
+        print(f"  {s.id:<20} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
     print("\nAlgorithms:")
     for a in algos:
         print(f"  {a.name:<10} {a.family:<13} {', '.join(sorted(a.supports))}")
@@ -147,7 +147,7 @@ def cmd_data(args) -> int:
     from metabench.data import fetch_command
 
     if args.data_command != "fetch":
-        raise MetabenchError("usage: metabench data fetch omniglot [--data-dir DIR]")
+        raise MetabenchError("usage: metabench data fetch omniglot|cifar100 [--data-dir DIR]")
     checksums = {}
     for item in args.checksum:
         if "=" not in item:
