@@ -41,6 +41,7 @@ _ALLOWED_GLOBALS = {
     ("builtins", "str"), ("builtins", "bytes"),
     ("__builtin__", "set"), ("__builtin__", "frozenset"),   # Python-2 spellings
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),   # how protocol-2 pickles written by Python 3 spell a bytes object
 }  # fmt: skip
 
 

@@ -95,9 +95,10 @@ def _from_metaoptnet(paths: dict[str, Path]) -> ClassImages:
     for split, path in paths.items():
         d = _as_dict(safe_pickle_load(path), str(path), ("data", "labels"))
         names = {int(v): str(k) for k, v in d.get("catname2label", {}).items()}
-        rows: dict[str, list[int]] = {}
+        by_label: dict[int, list[int]] = {}
         for i, label in enumerate(np.asarray(d["labels"]).tolist()):
-            rows.setdefault(names.get(int(label), f"label{int(label)}"), []).append(i)
+            by_label.setdefault(int(label), []).append(i)
+        rows = {names.get(k, f"label{k}"): by_label[k] for k in sorted(by_label)}   # classes by label
         images[split], classes[split] = _group(d["data"], rows, str(path))
     return ClassImages(images, classes, str(next(iter(paths.values())).parent))
 
