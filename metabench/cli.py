@@ -131,8 +131,10 @@ def cmd_leaderboard(args) -> int:
                              f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
     if not suites:
         raise MetabenchError(f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
+    from metabench.results.published import attach_published
+
     for i, s in enumerate(suites):
-        table = format_leaderboard(db.leaderboard(s), args.format)
+        table = format_leaderboard(attach_published(db.leaderboard(s), s), args.format)
         if args.format == "table":
             print(("\n" if i else "") + f"== {s} ==")
         elif args.format == "markdown":

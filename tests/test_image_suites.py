@@ -241,3 +241,5 @@ def test_smoke_run_on_fake_miniimagenet_and_cifarfs(tmp_path, capsys):
     assert set(runs["split_scheme"]) == {"ravi", "bertinetto"}
     board = db.leaderboard("miniimagenet-5w1s")
     assert len(board) == 1 and board["n_tasks"].iloc[0] == 10 and 0 <= board["mean"].iloc[0] <= 1
+    assert db.leaderboard("miniimagenet-5w1s", split_scheme="ravi").equals(board)
+    assert db.leaderboard("miniimagenet-5w1s", split_scheme="vinyals").empty

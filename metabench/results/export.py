@@ -43,7 +43,10 @@ def format_leaderboard(df: pd.DataFrame, fmt: str = "table") -> str:
 def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     metrics = df["metric"].unique() if "metric" in df else []
     mean_title = f"{metrics[0]} mean ± 95% CI" if len(metrics) == 1 else "mean ± 95% CI"
-    header = ["rank", mean_title] + [title for _, title in _TEXT_COLUMNS]
+    columns = list(_TEXT_COLUMNS)
+    if "published" in df:  # added by results.published.attach_published
+        columns.append(("published", "published"))
+    header = ["rank", mean_title] + [title for _, title in columns]
     rows = []
     for rec in df.to_dict("records"):
         metric = rec["metric"]
@@ -51,9 +54,13 @@ def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         ci = rec["ci95"]
         cell = mean if _missing(ci) else f"{mean} ± {format_value(metric, ci)}"
         row = [_plain(rec["rank"]), cell]
-        for column, _ in _TEXT_COLUMNS:
+        for column, _ in columns:
             value = rec[column]
-            row.append(format_value(metric, value) if column == "std_seeds" else _plain(value))
+            if column == "published" and not _missing(value):
+                pci = rec.get("published_ci95")
+                row.append(format_value(metric, value) + ("" if _missing(pci) else f" ± {format_value(metric, pci)}"))
+                continue
+            row.append(format_value(metric, value) if column in ("std_seeds", "published") else _plain(value))
         rows.append(row)
     return header, rows
 

@@ -83,7 +83,7 @@ WITH {_RUNS}, {_TASKS}, {_FINISHED},
 grouped AS (
     SELECT *, dense_rank() OVER (
         ORDER BY algorithm, preset, split_scheme, transductive, query_batch) AS g
-    FROM finished
+    FROM finished WHERE $split_scheme IS NULL OR split_scheme = $split_scheme
 ),
 groups AS (
     SELECT g, any_value(algorithm) AS algorithm, any_value(family) AS family,
@@ -224,10 +224,11 @@ class ResultsDB:
         primary = self.primary_metric(suite)
         return sorted(found, key=lambda m: (m != primary, m))
 
-    def leaderboard(self, suite: str, metric: str | None = None) -> pd.DataFrame:
+    def leaderboard(self, suite: str, metric: str | None = None, split_scheme: str | None = None) -> pd.DataFrame:
         """One row per (algorithm, preset, split_scheme, transductive, query_batch), best first.
 
-        Only finished runs of the newest suite version with finished runs count. ``metric``
+        Only finished runs of the newest suite version with finished runs count (and, with
+        ``split_scheme``, only runs of that split scheme; rows never pool split schemes). ``metric``
         defaults to the runs' primary metric. ``mean`` and the 95% CI (``ci_low``, ``ci_high``,
         half-width ``ci95``) are over test tasks after averaging each task over seeds:
         ``mean ± t.ppf(0.975, n_tasks-1) * sd / sqrt(n_tasks)``. ``std_seeds`` is the std
@@ -237,7 +238,8 @@ class ResultsDB:
         if metric is None:
             return _empty(LEADERBOARD_COLUMNS)
         better = _metrics.direction(metric)  # unknown metric -> ConfigError
-        params = self._params("runs", "tasks", suite=suite, metric=metric, higher=better == "higher")
+        params = self._params("runs", "tasks", suite=suite, metric=metric, higher=better == "higher",
+                              split_scheme=split_scheme)
         if params is None:
             return _empty(LEADERBOARD_COLUMNS)
         df = self._query(_LEADERBOARD_SQL, params)
