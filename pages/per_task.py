@@ -32,7 +32,8 @@ options = [f"{d} (category)" for d in cat_names] + [f"{c} (numeric)" for c in nu
 if not options:
     st.info("The tasks of this suite carry no descriptors to break the results down by.")
 else:
-    chosen = widgets.url_selectbox("Descriptor", options, "descriptor")
+    preferred = [o for o in options if o.split(" ")[0] in descriptors.PREFERRED]
+    chosen = widgets.url_selectbox("Descriptor", options, "descriptor", default=(preferred or options)[0])
     name = chosen.rsplit(" (", 1)[0]
     if chosen.endswith("(category)"):
         table = descriptors.by_category(values, categorical, name)

@@ -50,7 +50,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
         .encode(
             x=x,
             y=alt.Y("mean:Q", title=y_title),
-            color=alt.Color("family:N", title="family"),
+            color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")),
             tooltip=[
                 alt.Tooltip("entry:N", title="entry"),
                 alt.Tooltip("shown:N", title=metric),
@@ -72,6 +72,12 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(bars, rule, *caps).properties(height=360, width=alt.Step(110))
 
 
+def _entry_color() -> alt.Color:
+    """One distinct colour per entry (tableau10; the theme's default blues are too alike)."""
+    return alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320),
+                     scale=alt.Scale(scheme="tableau10"))  # fmt: skip
+
+
 # -- learning curves -----------------------------------------------------------------------------
 
 
@@ -91,7 +97,7 @@ def curves_chart(df: pd.DataFrame, metric: str, x: str = "step", log_x: bool = F
     x_title = "meta-step" if x == "step" else "wall-clock time (s)"
     xs = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"))
     ys = alt.Scale(type="log" if log_y else "linear", zero=False)
-    base = alt.Chart(data).encode(x=xs, color=alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom")))
+    base = alt.Chart(data).encode(x=xs, color=_entry_color())
     band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", scale=ys, title=_metrics.label(metric)), y2="high:Q")
     line = base.mark_line(strokeWidth=2).encode(
         y=alt.Y("mean:Q", scale=ys, title=_metrics.label(metric)),
@@ -114,7 +120,7 @@ def task_distribution_chart(df: pd.DataFrame, metric: str, order: list[str]) -> 
         .encode(
             y=alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
-            color=alt.Color("entry:N", legend=None, sort=order),
+            color=alt.Color("entry:N", legend=None, sort=order, scale=alt.Scale(scheme="tableau10")),
         )
         .properties(height=alt.Step(42))
     )
@@ -130,7 +136,7 @@ def category_chart(df: pd.DataFrame, metric: str, descriptor: str) -> alt.LayerC
     order = (data.groupby("category")["mean"].mean().sort_values(
         ascending=_metrics.direction(metric) == "higher").index.tolist())  # worst category first
     y = alt.Y("category:N", sort=order, title=descriptor, axis=alt.Axis(labelLimit=200))
-    base = alt.Chart(data).encode(y=y, color=alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom")),
+    base = alt.Chart(data).encode(y=y, color=_entry_color(),
                                   yOffset="entry:N")  # fmt: skip
     rule = base.mark_rule().encode(x=alt.X("low:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
                                    x2="high:Q")  # fmt: skip
@@ -149,7 +155,7 @@ def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt
                          "task": df["task_id"]}).dropna(subset=["x"])  # fmt: skip
     bins = pd.qcut(data["x"].rank(method="first"), q=min(10, max(1, data["x"].nunique())), labels=False)
     means = data.assign(bin=bins).groupby(["entry", "bin"], as_index=False)[["x", "value"]].mean()
-    color = alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom"))
+    color = _entry_color()
     points = alt.Chart(data).mark_circle(size=18, opacity=0.35).encode(
         x=alt.X("x:Q", title=feature), y=alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
         color=color, tooltip=["entry:N", "task:Q", alt.Tooltip("x:Q", title=feature), alt.Tooltip("value:Q", format=".4g")],
@@ -192,7 +198,7 @@ def cost_chart(runs: pd.DataFrame, entries: pd.DataFrame, metric: str, x: str, x
     scale = _metrics.display_scale(metric)
     runs = runs.assign(value=runs["value"] * scale)
     entries = entries.assign(value=entries["value"] * scale)
-    color = alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom"))
+    color = _entry_color()
     xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log", nice=False))
     ys = alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False))
     small = alt.Chart(runs).mark_circle(size=30, opacity=0.4).encode(
@@ -214,7 +220,7 @@ def iqm_chart(table: pd.DataFrame) -> alt.LayerChart:
     """IQM of normalised scores with its stratified-bootstrap 95% CI, one row per entry."""
     order = table["entry"].tolist()
     y = alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=240))
-    base = alt.Chart(table).encode(y=y, color=alt.Color("family:N", title="family"))
+    base = alt.Chart(table).encode(y=y, color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")))
     bar = base.mark_rule(strokeWidth=6, opacity=0.5).encode(
         x=alt.X("iqm_low:Q", title="IQM of normalised scores (0 = chance/baseline, 1 = perfect)"), x2="iqm_high:Q")
     dot = base.mark_point(filled=True, size=90, color="black").encode(
@@ -231,7 +237,7 @@ def profile_chart(profile: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("tau:Q", title="normalised score τ"),
             y=alt.Y("fraction:Q", title="fraction of runs with score > τ", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=_entry_color(),
             tooltip=["entry:N", alt.Tooltip("tau:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".2f")],
         )
         .properties(height=300)

@@ -21,6 +21,10 @@ import numpy as np
 import pandas as pd
 
 
+#: Descriptors a breakdown starts with when a suite has them (the ones the papers discuss).
+PREFERRED = ("alphabets", "amplitude", "arm_probs", "goal", "gap", "goal_distance")
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, Number) and not isinstance(v, bool)
 
