@@ -186,8 +186,22 @@ def test_export_page_shows_the_filtered_table(monkeypatch, fixture_dir):
     assert "protonet" not in latex and r"\textbf{95.00 $\pm$ 1.51}" in latex
 
 
+def test_pages_and_dashboard_have_no_torch_import():
+    """No module under pages/ or metabench/dashboard/ (nor app.py) imports torch (static check)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "app.py", *(root / "pages").glob("*.py"), *(root / "metabench" / "dashboard").glob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), f"{path} imports torch"
+
+
+@pytest.mark.slow
 def test_pages_do_not_import_torch():
-    """Every page renders in a fresh interpreter without importing torch."""
+    """Every page renders in a fresh interpreter without importing torch (about 25 s)."""
     import subprocess
     import sys
 

@@ -9,6 +9,7 @@ results appear on the next rerun without restarting the server.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,16 @@ def mark_routed() -> None:
     st.session_state[_ROUTED] = True
 
 
+def _page_changed(param: str) -> bool:
+    """True on the first run of a page for ``param``'s widget: Streamlit drops (or resets) a
+    widget's state when another page ran in between, so the remembered value must be restored."""
+    page = st.session_state.get("_metabench_page")
+    marker = f"url_{param}_page"
+    changed = st.session_state.get(marker) != page
+    st.session_state[marker] = page
+    return changed
+
+
 def require_router() -> None:
     """First call of every page: make sure the page runs inside app.py, not on its own.
 
@@ -67,6 +78,8 @@ def require_router() -> None:
     ``st.navigation`` switches the server to app.py's routing for good; the rerun then goes
     through app.py and lands on the same page, query string included.
     """
+    # Which page is running (its script), so URL widgets know when the page changed.
+    st.session_state["_metabench_page"] = sys._getframe(1).f_code.co_filename
     if not st.session_state.get(_ROUTED) and not st.session_state.get(_REROUTED):
         st.session_state[_REROUTED] = True  # once: a page run as the main script must not loop
         st.navigation(navigation_pages(), position="hidden")
@@ -242,6 +255,8 @@ def url_selectbox(
     # A URL value we did not write ourselves (a shared link, a page link) wins over the state.
     if in_url in options and in_url != st.session_state.get(seen):
         st.session_state[key] = in_url
+    elif _page_changed(param) and st.session_state.get(sticky) in options:
+        st.session_state[key] = st.session_state[sticky]
     if st.session_state.get(key) not in options:
         remembered = st.session_state.get(sticky)
         st.session_state[key] = remembered if remembered in options else (
@@ -263,6 +278,9 @@ def url_multiselect(label: str, options: Sequence[str], param: str, **kwargs: An
     in_url = st.query_params.get(param)
     if in_url is not None and in_url != st.session_state.get(seen):
         st.session_state[key] = [] if in_url == "none" else [v for v in in_url.split(",") if v in options] or options
+    elif _page_changed(param):
+        remembered = st.session_state.get(sticky)
+        st.session_state[key] = options if remembered is None else [v for v in remembered if v in options]
     current = st.session_state.get(key)
     if current is None or not set(current) <= set(options):
         remembered = st.session_state.get(sticky)
@@ -286,9 +304,12 @@ def url_toggle(label: str, param: str, default: bool = False, **kwargs: Any) -> 
     in_url = st.query_params.get(param)
     if in_url in ("0", "1") and in_url != st.session_state.get(seen):
         st.session_state[key] = in_url == "1"
+    elif _page_changed(param) and f"sticky_{param}" in st.session_state:
+        st.session_state[key] = st.session_state[f"sticky_{param}"]
     if key not in st.session_state:
         st.session_state[key] = default
     value = bool(st.toggle(label, key=key, **kwargs))
+    st.session_state[f"sticky_{param}"] = value
     st.query_params[param] = "1" if value else "0"
     st.session_state[seen] = "1" if value else "0"
     return value
