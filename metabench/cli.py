@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="the leaderboard in the terminal")
     p.add_argument("--suite", default=None, help="one suite (default: every suite with results)")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--format", default="table", help="table | csv | markdown (default: table)")
+    p.add_argument("--format", default="table",
+                   help="table | csv | markdown | latex | parquet (default: table); parquet needs --output")
+    p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
 
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -131,17 +133,37 @@ def cmd_leaderboard(args) -> int:
                              f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
     if not suites:
         raise MetabenchError(f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
-    from metabench.results.published import attach_published
+    from metabench.results.export import FILE_FORMATS, frame_bytes
 
+    if args.format not in FILE_FORMATS:
+        raise MetabenchError(f"unknown --format {args.format!r}; expected one of {' | '.join(FILE_FORMATS)}")
+    if args.format == "parquet":
+        if not args.output:
+            raise MetabenchError("--format parquet writes a binary file; add --output FILE (e.g. --output leaderboard.parquet)")
+        import pandas as pd
+
+        data = frame_bytes(pd.concat([db.leaderboard(s) for s in suites], ignore_index=True), "parquet")
+        Path(args.output).write_bytes(data)
+        print(f"wrote {args.output} ({len(suites)} suite(s))")
+        return 0
+    parts = []
     for i, s in enumerate(suites):
-        table = format_leaderboard(attach_published(db.leaderboard(s), s), args.format)
+        table = format_leaderboard(db.leaderboard(s), args.format)
         if args.format == "table":
-            print(("\n" if i else "") + f"== {s} ==")
+            table = ("\n" if i else "") + f"== {s} ==\n" + table
         elif args.format == "markdown":
-            print(("\n" if i else "") + f"### {s}\n")
+            table = ("\n" if i else "") + f"### {s}\n\n" + table
+        elif args.format == "latex" and i:
+            table = "\n" + table
         elif args.format == "csv" and i:
-            table = "\n".join(table.splitlines()[1:])  # one header for the whole CSV
-        print(table.rstrip("\n"))
+            table = "\n".join(table.splitlines()[1:]) + "\n"  # one header for the whole CSV
+        parts.append(table)
+    text = "".join(parts)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(suites)} suite(s))")
+    else:
+        print(text.rstrip("\n"))
     return 0
 
 

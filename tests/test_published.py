@@ -56,6 +56,10 @@ def test_formatted_leaderboard_shows_the_published_column():
     board = pd.DataFrame({"rank": [1, 2], "algorithm": ["maml", "pixel-centroid"], "family": "x", "preset": "quick",
                           "mean": [0.95, 0.5], "ci95": [0.01, 0.02], "std_seeds": [math.nan] * 2, "n_seeds": [1, 1],
                           "n_tasks": [600, 600], "metric": "accuracy", "split_scheme": "vinyals",
-                          "transductive": [True, False], "query_batch": "n/a"})
+                          "transductive": [True, False], "query_batch": "n/a", "vs_best": ["best", "worse"],
+                          "p_vs_best": [math.nan, 0.001], "prob_improvement": [math.nan, 0.1],
+                          "direction": "higher", "suite": "omniglot-5w1s", "suite_version": 1,
+                          "ci_low": [0.94, 0.48], "ci_high": [0.96, 0.52]})
     text = format_leaderboard(attach_published(board, "omniglot-5w1s"), "markdown")
-    assert "published" in text.splitlines()[0] and "98.70% ± 0.40%" in text
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    assert "published" in header and "98.70% ± 0.40%" in text

@@ -45,19 +45,21 @@ def published_for(suite: str | None = None, split_scheme: str | None = None) -> 
 
 
 def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
-    """``board`` (a ``ResultsDB.leaderboard`` frame) with ``published`` and ``published_ci95``.
+    """``board`` (a leaderboard frame) with ``published``, ``published_ci95`` and ``published_source``.
 
     A row gets the first published number with the same algorithm, split scheme, transductive
     flag and metric; NaN when the protocol of no published number matches.
     """
     out = board.copy()
     pub = published_for(suite)
-    values, cis = [], []
+    values, cis, sources = [], [], []
     for rec in out.to_dict("records"):
         hit = pub[(pub["algorithm"] == rec.get("algorithm")) & (pub["split_scheme"] == rec.get("split_scheme"))
                   & (pub["transductive"] == bool(rec.get("transductive"))) & (pub["metric"] == rec.get("metric"))]
         values.append(float(hit["value"].iloc[0]) if len(hit) else float("nan"))
         cis.append(float(hit["ci95"].iloc[0]) if len(hit) else float("nan"))
+        sources.append(str(hit["citation"].iloc[0]) if len(hit) else None)
     out["published"] = values
     out["published_ci95"] = cis
+    out["published_source"] = sources
     return out
