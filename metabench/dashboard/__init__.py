@@ -32,4 +32,5 @@ PAGES: tuple[PageInfo, ...] = (
         "leaderboard",
         "Which algorithm wins on each suite, with 95% confidence intervals over test tasks.",
     ),
+    PageInfo("pages/launch.py", "Launch", "launch", "Start a comparison run as a job and follow its progress."),
 )
