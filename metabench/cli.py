@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     except MetabenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `metabench jobs show ID | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted: the running cells stopped at a checkpoint; `metabench jobs resume ID` (or the "
               "same command again) continues where they stopped", file=sys.stderr)

@@ -142,7 +142,10 @@ def cell_states(results_dir: Path, jdir: Path, status: dict[str, Any] | None = N
     live = status.get("cells") or {}
     out = []
     for c in read_spec(jdir).get("cells", []):
-        run_id = Cell.from_json(c).run_id
+        try:
+            run_id = Cell.from_json(c).run_id
+        except (ConfigError, TypeError):  # a hand-edited spec.json: show nothing rather than a bad path
+            continue
         recorded = cell_status(results_dir, run_id)
         info = dict(live.get(run_id) or {})
         state = recorded or "pending"
@@ -212,6 +215,9 @@ def launch_detached(results_dir: Path, job_id: str) -> int:
     """Start the job process for `job_id` in its own session (it outlives the caller: a closed
     terminal, a reloaded page, a restarted dashboard); its output goes to job.log. Returns its pid."""
     jdir = existing_job_dir(results_dir, job_id)
+    state = read_status(jdir).get("state")
+    if state in LIVE:
+        raise ConfigError(f"job {job_id} is still {state}; wait for it, or `metabench jobs cancel {job_id}` first")
     # Written before the process starts, so it is listed at once; the process overwrites it.
     atomic_write_json(jdir / "status.json", {"job_id": job_id, "state": "starting", "heartbeat": time.time(),
                                              "total": len(read_spec(jdir).get("cells", [])), "done": 0})
