@@ -36,6 +36,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--no-download", action="store_true", help="never download missing datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--executor", default="local", help="local | ray (default: local)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="cells at once (default 0 = automatic: one per GPU, else workers x threads = cores)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join with --executor ray (default: a local Ray)")
+    p.add_argument("--detach", action="store_true",
+                   help="start the job in the background and return at once (follow it with `metabench jobs show ID`)")
+
+    p = sub.add_parser("jobs", help="list, show, cancel or resume jobs (runs started by `metabench run` or the dashboard)")
+    jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
+    j = jsub.add_parser("list", help="every job in the results folder, newest first")
+    j.add_argument("--results-dir", default="results")
+    j = jsub.add_parser("show", help="a job's cells, progress and log tail")
+    j.add_argument("job_id")
+    j.add_argument("--results-dir", default="results")
+    j = jsub.add_parser("cancel", help="stop a job: running cells stop at their next step, checkpointed")
+    j.add_argument("job_id")
+    j.add_argument("--results-dir", default="results")
+    j = jsub.add_parser("resume", help="run what a cancelled, failed or dead job left unfinished")
+    j.add_argument("job_id")
+    j.add_argument("--results-dir", default="results")
+    j.add_argument("--detach", action="store_true", help="resume in the background and return at once")
+    j.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("leaderboard", help="the leaderboard in the terminal")
     p.add_argument("--suite", default=None, help="one suite (default: every suite with results)")
@@ -98,20 +120,119 @@ def cmd_run(args) -> int:
     from metabench.spec import RunSpec, parse_list, parse_seeds
 
     spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
-                   tuple(parse_seeds(args.seeds)), args.preset, args.device)
+                   tuple(parse_seeds(args.seeds)), args.preset, args.device, args.executor, args.workers,
+                   args.ray_address)
     spec.validate()
     data_root = resolve_data_root(args.data_dir)
+    if args.detach:
+        from metabench.engine.job import create_job
+        from metabench.engine.jobstore import launch_detached
+
+        job_id, incompatible = create_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download)
+        for s, a, reason in incompatible:
+            print(f"skip {a} on {s}: {reason}", file=sys.stderr)
+        pid = launch_detached(Path(args.results_dir), job_id)
+        print(f"job {job_id} started in the background (pid {pid}).")
+        print(f"Follow it:  metabench jobs show {job_id} --results-dir {args.results_dir}")
+        print(f"Stop it:    metabench jobs cancel {job_id} --results-dir {args.results_dir}")
+        return 0
     report = run_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
                      progress=not args.quiet, say=lambda m: print(m, file=sys.stderr))
+    return _report(report, args.results_dir)
+
+
+def _report(report, results_dir) -> int:
     done = len(report.finished) + len(report.skipped_done)
     print(f"job {report.job_id}: {len(report.finished)} cell(s) finished, {len(report.skipped_done)} already done, "
-          f"{len(report.failed)} failed, {len(report.diverged)} diverged, "
+          f"{len(report.failed)} failed, {len(report.diverged)} diverged, {len(report.cancelled)} cancelled, "
           f"{len(report.incompatible)} incompatible, {len(report.unavailable)} suite(s) without data.")
+    if report.cancelled:
+        print(f"Resume:      metabench jobs resume {report.job_id} --results-dir {results_dir}")
     if done:
-        print(f"Leaderboard: metabench leaderboard --results-dir {args.results_dir}")
-        print(f"Dashboard:   METABENCH_RESULTS={args.results_dir} streamlit run app.py   (or: metabench app "
-              f"--results-dir {args.results_dir})")
-    return 1 if report.failed or not (done or report.diverged) else 0
+        print(f"Leaderboard: metabench leaderboard --results-dir {results_dir}")
+        print(f"Dashboard:   METABENCH_RESULTS={results_dir} streamlit run app.py   (or: metabench app "
+              f"--results-dir {results_dir})")
+    return 1 if report.failed or not (done or report.diverged or report.cancelled) else 0
+
+
+def _eta(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _latest_metric(cell: dict) -> str:
+    """'test accuracy 0.97' for a finished cell, else the latest validation (or training) metric."""
+    if cell.get("phase") == "done":
+        where, metrics = "test", cell.get("metrics") or {}
+    elif cell.get("val"):
+        where, metrics = "val", {k: v for k, v in cell["val"].items() if not k.endswith("@0")} or cell["val"]
+    else:
+        where, metrics = "train", cell.get("metrics") or {}
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)):
+            return f"{where} {k} {v:.4g}"
+    return ""
+
+
+def cmd_jobs(args) -> int:
+    from metabench.engine import jobstore
+
+    results = Path(args.results_dir)
+    action = args.jobs_command
+    if action == "list":
+        jobs = jobstore.list_jobs(results)
+        if not jobs:
+            print(f"no jobs in {results / jobstore.JOBS}; start one with `{EXAMPLE} --detach`")
+            return 0
+        print(f"{'job':<24} {'state':<11} {'cells':>9}  {'created':<20} spec")
+        for j in jobs:
+            sp = j["spec"]
+            what = f"{','.join(sp.get('suites', []))} x {','.join(sp.get('algorithms', []))} seeds " \
+                   f"{','.join(map(str, sp.get('seeds', [])))} {sp.get('preset', '')} ({sp.get('executor', 'local')})"
+            print(f"{j['job_id']:<24} {j['state']:<11} {j['done']:>4}/{j['total']:<4}  {j['created'][:19]:<20} {what}")
+        return 0
+    if action == "show":
+        jdir = jobstore.existing_job_dir(results, args.job_id)
+        st = jobstore.read_status(jdir)
+        print(f"job {args.job_id}: {st.get('state')} ({st.get('done', 0)}/{st.get('total', 0)} cells done)"
+              + (f", pid {st['pid']} on {st.get('host')}" if st.get("pid") else ""))
+        if st.get("state") == "dead":
+            print(f"  its process is gone (killed or the machine restarted); resume it with "
+                  f"`metabench jobs resume {args.job_id} --results-dir {args.results_dir}`")
+        for c in jobstore.cell_states(results, jdir, st):
+            step = f"step {c.get('step')}/{c.get('total')}" if c.get("step") is not None else ""
+            eta = f"eta {_eta(c.get('eta_s'))}" if c["state"] == "running" else ""
+            print(f"  {c['run_id']:<48} {c['state']:<11} {step:<16} {_latest_metric(c):<24} {eta}"
+                  f"{'  ' + c['error'] if c.get('error') else ''}".rstrip())
+        tail = jobstore.log_tail(jdir, 10)
+        if tail:
+            print("log (last lines):\n" + "\n".join("  " + ln for ln in tail.splitlines()))
+        return 0
+    if action == "cancel":
+        before = jobstore.request_cancel(results, args.job_id)
+        if before in jobstore.LIVE or before == "cancelling":
+            print(f"cancel requested: the running cells of {args.job_id} stop at their next step, checkpointed "
+                  f"(resume with `metabench jobs resume {args.job_id} --results-dir {args.results_dir}`)")
+        else:
+            print(f"job {args.job_id} is not running ({before}); nothing to cancel")
+        return 0
+    if action == "resume":
+        from metabench.engine.job import execute_job
+
+        jdir = jobstore.existing_job_dir(results, args.job_id)
+        state = jobstore.read_status(jdir).get("state")
+        if state in jobstore.LIVE:
+            raise MetabenchError(f"job {args.job_id} is still {state}; wait for it, or cancel it first")
+        if args.detach:
+            pid = jobstore.launch_detached(results, args.job_id)
+            print(f"job {args.job_id} resumed in the background (pid {pid}).")
+            print(f"Follow it:  metabench jobs show {args.job_id} --results-dir {args.results_dir}")
+            return 0
+        report = execute_job(results, args.job_id, progress=not args.quiet, say=lambda m: print(m, file=sys.stderr))
+        return _report(report, args.results_dir)
+    raise MetabenchError("usage: metabench jobs list|show ID|cancel ID|resume ID [--results-dir DIR]")
 
 
 def cmd_leaderboard(args) -> int:
@@ -205,15 +326,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         ap.print_help()
         return 2
-    handlers = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data,
-                "app": cmd_app}
+    handlers = {"list": cmd_list, "run": cmd_run, "jobs": cmd_jobs, "leaderboard": cmd_leaderboard,
+                "data": cmd_data, "app": cmd_app}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `metabench jobs show ID | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume where it stopped", file=sys.stderr)
+        print("\ninterrupted: the running cells stopped at a checkpoint; `metabench jobs resume ID` (or the "
+              "same command again) continues where they stopped", file=sys.stderr)
         return 130
 
 

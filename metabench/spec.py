@@ -16,8 +16,23 @@ from metabench.errors import ConfigError
 
 PRESETS = ("smoke", "quick", "paper")
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("local", "ray")
 MAX_SEED = 2**31 - 1
 MAX_CELLS = 10_000
+MAX_WORKERS = 1024
+# Job and run ids name folders under the results folder: letters, digits, '.', '_' and '-', no
+# leading dot and no '..', so no id can point outside it (`../../etc` is refused).
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# A Ray address: 'auto', host:port, or ray://host:port (no spaces, no shell characters).
+_RAY_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9.\-\[\]:]{1,253}:\d{1,5}")
+
+
+def check_id(value: object, what: str = "job id") -> str:
+    """`value` if it is a safe folder name for a job or run id; ConfigError otherwise."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what} must be letters, digits, '.', '_' or '-' (no '..', at most 200 "
+                          f"characters, e.g. 20250301-120000-a1b2c3), got {str(value)[:80]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,9 @@ class Cell:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Cell":
-        return cls(**d)
+        cell = cls(**d)
+        check_id(cell.run_id, "run id")  # it names a folder: nothing may point outside the results
+        return cell
 
 
 @dataclass(frozen=True)
@@ -123,19 +140,62 @@ class RunSpec:
     seeds: tuple[int, ...] = (0,)
     preset: str = "quick"
     device: str = "auto"
+    executor: str = "local"
+    """local (worker processes on this machine) or ray (one Ray task per cell)."""
+    workers: int = 0
+    """Cells run at once; 0 = automatic (one per GPU, else workers x threads = CPU cores)."""
+    ray_address: str | None = None
+    """The Ray cluster to join (executor ray); None starts a local Ray."""
+
+    @classmethod
+    def from_json(cls, d: object) -> "RunSpec":
+        """A RunSpec from its JSON form (spec.json, the Launch page), validated; ConfigError if malformed."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a run spec must be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ConfigError(f"unknown run spec field(s) {', '.join(map(repr, extra))}; known: {', '.join(sorted(known))}")
+        missing = [k for k in ("suites", "algorithms") if k not in d]
+        if missing:
+            raise ConfigError(f"a run spec needs {' and '.join(missing)}, e.g. "
+                              f'{{"suites": ["sinusoid-5shot"], "algorithms": ["maml"]}}')
+        kw = dict(d)
+        for key in ("suites", "algorithms"):
+            if key in kw:
+                kw[key] = tuple(parse_list(kw[key] if isinstance(kw[key], (list, tuple)) else str(kw[key]), key))
+        if "seeds" in kw:
+            seeds = kw["seeds"]
+            kw["seeds"] = tuple(parse_seeds([str(x) for x in seeds] if isinstance(seeds, (list, tuple)) else str(seeds)))
+        spec = cls(**kw)
+        spec.validate()
+        return spec
 
     def validate(self) -> None:
         from metabench.algorithms import ALGORITHMS
         from metabench.suites import SUITES
 
-        if self.preset not in PRESETS:
+        if not isinstance(self.preset, str) or self.preset not in PRESETS:
             import difflib
 
-            close = difflib.get_close_matches(self.preset, PRESETS, n=1)
+            close = difflib.get_close_matches(str(self.preset), PRESETS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown preset {self.preset!r}.{hint} Presets: {', '.join(PRESETS)}.")
-        if self.device not in DEVICES:
+        if not isinstance(self.device, str) or self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be an integer from 0 (automatic) to {MAX_WORKERS}, got {self.workers!r}")
+        if self.ray_address is not None:
+            if self.executor != "ray":
+                raise ConfigError("--ray-address only applies with --executor ray")
+            if not isinstance(self.ray_address, str) or not _RAY_ADDRESS.fullmatch(self.ray_address):
+                raise ConfigError(f"--ray-address must be 'auto', HOST:PORT or ray://HOST:PORT, "
+                                  f"got {str(self.ray_address)[:80]!r}")
+        for name in ("suites", "algorithms", "seeds"):
+            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
         for s in self.suites:
             SUITES.get(s)
         for a in self.algorithms:

@@ -57,12 +57,5 @@ PAGES: tuple[PageInfo, ...] = (
         "export",
         "The leaderboard as CSV, Parquet, Markdown or LaTeX (paper-ready), and the raw tables.",
     ),
-    # The Launch page (pages/launch.py) is listed here ahead of its script; the navigation shows
-    # it once the script exists (see widgets.available_pages).
-    PageInfo(
-        "pages/launch.py",
-        "Launch",
-        "launch",
-        "Start a new comparison run and follow its progress.",
-    ),
+    PageInfo("pages/launch.py", "Launch", "launch", "Start a comparison run as a job and follow its progress."),
 )

@@ -6,7 +6,9 @@ and validation rows since the previous checkpoint, flushed right before each che
 `tasks.parquet` (one row per fixed test task and metric).  A cell killed at any moment resumes
 from its last good checkpoint; curve parts written after that checkpoint are removed and
 recomputed (the loop is deterministic given the checkpointed generator state), so nothing is lost
-or duplicated.
+or duplicated.  A cell asked to stop (`should_stop()` true: a cancelled job, SIGTERM) stops at the
+next step boundary, flushes its curves, checkpoints (with the partial averaging window, so the
+resumed rows are identical) and is recorded as `cancelled`.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from metabench.spec import Cell, Loop, loop_for
 from metabench.suites import make_suite
 
 ProgressFn = Callable[[dict[str, Any]], None]
+StopFn = Callable[[], bool]
 _PART = re.compile(r"curves-(\d{8})\.parquet$")
 EVAL_BATCH = 25
 
@@ -74,8 +77,10 @@ class CellRunner:
     """Runs one cell to completion (or divergence), resuming from its last checkpoint."""
 
     def __init__(self, cell: Cell, results_dir: Path, data_root=None, *, job_id: str | None = None,
-                 allow_download: bool = True, progress: ProgressFn | None = None):
+                 allow_download: bool = True, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None):
         self.cell, self.job_id = cell, job_id
+        self.should_stop = should_stop or (lambda: False)
         self.run_dir = Path(results_dir) / cell.run_id
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.data_root, self.allow_download = data_root, allow_download
@@ -150,23 +155,37 @@ class CellRunner:
         self.algo = self.algo_cls(self.suite, self.config, self.device, self.cell.seed)
         gen = torch.Generator().manual_seed(_train_seed(self.cell.seed))
         step, elapsed, started_at = 0, 0.0, now()
+        # The training-metric average in progress (steps since the last curve row): checkpointed
+        # too, so a cell stopped between two log steps resumes with identical curve rows.
+        acc: dict[str, float] = {}
+        n_acc = 0
         state = load_latest(self.ckpt_dir, map_location=self.device)
         if state is not None:
             self.algo.load_state_dict(state["algo"])
             gen.set_state(state["generator"])
             step, elapsed = int(state["step"]), float(state["elapsed"])
             started_at = datetime.fromisoformat(state["started_at"])
+            acc, n_acc = dict(state.get("acc", {})), int(state.get("n_acc", 0))
         self._drop_curve_parts_after(step)
         self._write_runs(status="running", started_at=started_at, wall=elapsed, steps=step)
 
         L, request = self.loop, self.algo.train_request()
         t0 = time.perf_counter() - elapsed
         rows: list[dict[str, Any]] = []
-        acc: dict[str, float] = {}
-        n_acc = 0
         last_val: dict[str, float] = {}
+        saved_at = step if state is not None else -1
         try:
             while step < L.meta_steps:
+                if self.should_stop():
+                    if saved_at != step:
+                        self._flush_curves(rows, step)
+                        self._checkpoint(step, gen, t0, started_at, acc, n_acc)
+                    wall = time.perf_counter() - t0
+                    self._write_runs(status="cancelled", started_at=started_at, finished_at=now(), wall=wall,
+                                     steps=step, error=f"cancelled at step {step}; resume continues from here")
+                    self.progress({"phase": "cancelled", "step": step, "total": L.meta_steps, "elapsed": wall,
+                                   "metrics": {}, "val": last_val})
+                    return "cancelled"
                 batch = self.suite.sample("train", request.n_tasks, gen, n_way=request.n_way,
                                           n_shot=request.n_shot, n_query=request.n_query)
                 metrics = self.algo.meta_train_step(batch)
@@ -187,9 +206,8 @@ class CellRunner:
                     rows += [self._curve(step, wall, "val", k, v) for k, v in last_val.items()]
                 if step % L.checkpoint_every == 0 or step == L.meta_steps:
                     self._flush_curves(rows, step)
-                    save_checkpoint(self.ckpt_dir, step, {
-                        "algo": self.algo.state_dict(), "generator": gen.get_state(), "step": step,
-                        "elapsed": time.perf_counter() - t0, "started_at": started_at.isoformat()})
+                    self._checkpoint(step, gen, t0, started_at, acc, n_acc)
+                    saved_at = step
                 self.progress({"phase": "train", "step": step, "total": L.meta_steps,
                                "elapsed": time.perf_counter() - t0, "metrics": metrics, "val": last_val})
 
@@ -212,6 +230,12 @@ class CellRunner:
                              steps=step, error=f"{type(exc).__name__}: {exc}")
             (self.run_dir / "error.log").write_text(traceback.format_exc())
             raise
+
+    def _checkpoint(self, step, gen, t0, started_at, acc, n_acc) -> None:
+        save_checkpoint(self.ckpt_dir, step, {
+            "algo": self.algo.state_dict(), "generator": gen.get_state(), "step": step,
+            "elapsed": time.perf_counter() - t0, "started_at": started_at.isoformat(),
+            "acc": dict(acc), "n_acc": int(n_acc)})
 
     def _curve(self, step: int, wall: float, split: str, metric: str, value: float) -> dict[str, Any]:
         return {"run_id": self.cell.run_id, "step": step, "wall_time_s": wall, "split": split,

@@ -1,30 +1,45 @@
-"""Jobs: a validated RunSpec run cell by cell, each cell in its own worker process.
+"""Jobs: a validated RunSpec, stored under `RESULTS/jobs/<job_id>/`, run by an executor.
 
-A job has a folder `RESULTS/jobs/<job_id>/` with its spec and status.  Cells already finished
-(same run id) are skipped, so running the same command again resumes an interrupted grid.
+`create_job` validates the spec, plans its cells and writes the job folder (see
+`metabench.engine.jobstore` for the layout). `execute_job` is the job process: it holds the job's
+lock, runs every unfinished cell through an executor, and writes status.json (progress, ETA,
+heartbeat) atomically every second. `metabench run` calls both in the foreground; `--detach`, the
+Launch page and `metabench jobs resume` start `python -m metabench.engine.job` in its own session
+instead, so the job outlives the terminal or browser tab that started it.
+
+Executors: `local` runs one worker process per cell (`metabench.engine.worker`), at most `workers`
+at once: on a machine with GPUs one per GPU (CUDA_VISIBLE_DEVICES per worker), on CPU chosen so
+that workers x torch threads = cores. `ray` submits each cell as a Ray task
+(`metabench.engine.ray_executor`). Either way a cell already finished (same run id) is skipped and
+an unfinished one continues from its checkpoint, so resuming a job re-runs only what is missing.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import secrets
+import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from metabench.engine.cell import cell_status
+from metabench.engine.jobstore import (LIVE, cell_status, existing_job_dir, identity, job_dir, new_job_id,
+                                       read_spec, read_status)
+from metabench.engine.worker import BUSY, FINAL, NOT_STARTED
+from metabench.errors import ConfigError, DataUnavailable, MetabenchError, ResultsError
 from metabench.fsutil import atomic_write_json, read_json
-from metabench.errors import DataUnavailable, ResultsError
 from metabench.spec import Cell, RunSpec
 
 # glibc hands every freed block over 32 MiB back to the kernel, so each meta-step page-faults its
 # activations back in; keeping them made the MAML loop 1.26x faster here (../shared/perf/RESULTS.md).
 MALLOC_TUNING = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
-FINAL = ("finished", "diverged")
+STATUS_EVERY_S = 1.0
 
 
 @dataclass
@@ -34,6 +49,7 @@ class JobReport:
     skipped_done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
     incompatible: list[tuple[str, str, str]] = field(default_factory=list)
     unavailable: list[tuple[str, str]] = field(default_factory=list)
 
@@ -94,53 +110,335 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True,
-            progress: bool = True, say: Callable[[str], None] = print) -> JobReport:
+def worker_argv(cell: Cell, results_dir: Path, data_root, job_id: str, threads: int,
+                wait_lock: bool = False) -> list[str]:
+    """The worker's command line: an argument list built from validated names, never a shell string."""
+    cmd = [sys.executable, "-m", "metabench.engine.worker", "--cell", json.dumps(cell.to_json()),
+           "--results-dir", str(results_dir), "--job-id", job_id, "--threads", str(threads)]
+    if data_root is not None:
+        cmd += ["--data-dir", str(data_root)]
+    if wait_lock:
+        cmd.append("--wait-lock")
+    return cmd
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return (visible or [str(i) for i in range(n)])[:n]
+
+
+def local_plan(spec: RunSpec, n_cells: int, cores: int | None = None,
+               gpus: list[str] | None = None) -> tuple[int, int, list[str]]:
+    """(workers, torch threads per worker, GPUs to hand out) for the local executor."""
+    cores = cpu_cores() if cores is None else cores
+    gpus = (gpu_ids() if spec.device != "cpu" else []) if gpus is None else gpus
+    if gpus:
+        workers = spec.workers or len(gpus)
+    else:
+        workers = spec.workers or max(1, min(n_cells, cores))
+    return workers, max(1, cores // workers), gpus
+
+
+def create_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True) -> tuple[str, list]:
+    """Validate and plan `spec`, write its job folder; returns (job id, incompatible pairs)."""
     results_dir = check_results_dir(Path(results_dir))
     cells, incompatible = spec.plan()
-    job_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    report = JobReport(job_id, incompatible=incompatible)
+    job_id = new_job_id()
+    jdir = job_dir(results_dir, job_id)
+    atomic_write_json(jdir / "spec.json", {
+        "job_id": job_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": asdict(spec), "cells": [c.to_json() for c in cells],
+        "incompatible": [list(x) for x in incompatible],
+        "data_root": None if data_root is None else str(Path(data_root).absolute()),
+        "allow_download": allow_download})
+    atomic_write_json(jdir / "status.json", {"job_id": job_id, "state": "created", "total": len(cells), "done": 0})
+    return job_id, incompatible
+
+
+def run_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True,
+            progress: bool = True, say: Callable[[str], None] = print) -> JobReport:
+    """Create a job for `spec` and run it in this process (what `metabench run` does)."""
+    job_id, incompatible = create_job(spec, results_dir, data_root, allow_download=allow_download)
     for s, a, reason in incompatible:
         say(f"skip {a} on {s}: {reason}")
-    missing = check_data(sorted({c.suite for c in cells}), data_root, allow_download, progress)
-    for s, reason in missing.items():
-        say(f"skip {s}: {reason}")
-        report.unavailable.append((s, reason))
-    cells = [c for c in cells if c.suite not in missing]
+    return execute_job(results_dir, job_id, progress=progress, say=say)
 
-    job_dir = results_dir / "jobs" / job_id
-    atomic_write_json(job_dir / "spec.json", {"spec": asdict(spec), "cells": [c.to_json() for c in cells]})
-    status_path = job_dir / "status.json"
-    atomic_write_json(status_path, {"status": "running", "pid": os.getpid(), "total": len(cells), "done": 0})
 
-    threads = max(1, os.cpu_count() or 1)
-    bar = _bar(len(cells), "grid", progress, position=0)
+# -- the job process -----------------------------------------------------------------------------
+
+class _Log:
+    def __init__(self, path: Path, say: Callable[[str], None]):
+        self.f = open(path, "a", encoding="utf-8")
+        self.say = say
+
+    def __call__(self, msg: str, terminal: bool = True) -> None:
+        if terminal:
+            self.say(msg)
+        self.f.write(f"{datetime.now().strftime('%H:%M:%S')} {msg}\n")
+        self.f.flush()
+
+
+def _lock_job(jdir: Path):
+    import fcntl
+
+    f = open(jdir / ".lock", "a+")
     try:
-        for cell in cells:
-            if cell_status(results_dir, cell.run_id) in FINAL:
-                report.skipped_done.append(cell.run_id)
-                say(f"{cell.run_id}: already finished (delete its folder to run it again)")
-                bar.update(1)
-                continue
-            status, err = _run_cell_process(cell, results_dir, data_root, job_id, threads, progress)
-            if status == "finished":
-                report.finished.append(cell.run_id)
-            elif status == "diverged":
-                report.diverged.append(cell.run_id)
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        st = read_status(jdir)
+        raise ConfigError(f"job {jdir.name} is already running (pid {st.get('pid')}); "
+                          f"wait for it or `metabench jobs cancel {jdir.name}`") from None
+    return f
+
+
+def _cell_progress(results_dir: Path, run_id: str) -> dict[str, Any]:
+    info = read_json(results_dir / run_id / "progress.json", {}) or {}
+    out = {k: info.get(k) for k in ("phase", "step", "total", "elapsed", "metrics", "val", "updated")}
+    step, total, elapsed = info.get("step") or 0, info.get("total") or 0, info.get("elapsed") or 0.0
+    if info.get("phase") == "train" and step > 0 and total:
+        out["eta_s"] = elapsed / step * (total - step)
+    return out
+
+
+def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
+                say: Callable[[str], None] = print) -> JobReport:
+    """Run (or resume) job `job_id`: every cell that is not finished, through the job's executor."""
+    results_dir = Path(results_dir).absolute()
+    jdir = existing_job_dir(results_dir, job_id)
+    lock = _lock_job(jdir)
+    tell = _Log(jdir / "job.log", say)
+    saved = read_spec(jdir)
+    spec = RunSpec.from_json(saved["spec"])
+    cells = [Cell.from_json(c) for c in saved["cells"]]
+    data_root = saved.get("data_root")
+    report = JobReport(job_id, incompatible=[tuple(x) for x in saved.get("incompatible", [])])
+    (jdir / "cancel").unlink(missing_ok=True)  # a resumed job starts afresh
+    me = identity()
+    started = time.time()
+    states: dict[str, dict[str, Any]] = {c.run_id: {"state": "pending"} for c in cells}
+    meta = {"job_id": job_id, **me, "started_at": started, "executor": spec.executor, "total": len(cells)}
+
+    def write_status(state: str, **extra) -> None:
+        done = sum(1 for s in states.values() if s["state"] in ("finished", "diverged", "skipped", "failed",
+                                                                  "unavailable"))
+        counts: dict[str, int] = {}
+        for s in states.values():
+            counts[s["state"]] = counts.get(s["state"], 0) + 1
+        atomic_write_json(jdir / "status.json", {**meta, "state": state, "heartbeat": time.time(),
+                                                 "done": done, "counts": counts, "cells": states, **extra})
+
+    write_status("running")
+    executor = None
+    try:
+        tell(f"job {job_id}: {len(cells)} cell(s), executor {spec.executor}, pid {me['pid']}", terminal=False)
+        missing = check_data(sorted({c.suite for c in cells}), data_root, saved.get("allow_download", True),
+                             progress) if cells else {}
+        for s, reason in missing.items():
+            tell(f"skip {s}: {reason}")
+            report.unavailable.append((s, reason))
+        queue: deque[tuple[float, Cell]] = deque()
+        for c in cells:
+            if c.suite in missing:
+                states[c.run_id] = {"state": "unavailable", "error": missing[c.suite]}
             else:
-                report.failed.append((cell.run_id, err))
-                say(f"{cell.run_id}: failed: {err} (details: {results_dir / cell.run_id / 'error.log'})")
-            bar.update(1)
-            atomic_write_json(status_path, {"status": "running", "pid": os.getpid(), "total": len(cells),
-                                            "done": bar.n})
+                queue.append((0.0, c))
+        executor = _make_executor(spec, results_dir, data_root, job_id, len(queue), jdir, tell)
+        meta.update(executor.describe())
+        grid = _bar(len(cells), "grid", progress, 0)
+        grid.update(len(cells) - len(queue))
+        bars: dict[str, Any] = {}
+        last_write = 0.0
+        while queue or executor.running:
+            cancel = (jdir / "cancel").exists()
+            now = time.time()
+            while queue and not cancel and executor.has_room():
+                not_before, cell = queue[0]
+                if not_before > now:
+                    queue.rotate(-1)
+                    if all(nb > now for nb, _ in queue):
+                        break
+                    continue
+                queue.popleft()
+                if cell_status(results_dir, cell.run_id) in FINAL:
+                    report.skipped_done.append(cell.run_id)
+                    states[cell.run_id] = {"state": "skipped"}
+                    tell(f"{cell.run_id}: already finished (delete its folder to run it again)")
+                    grid.update(1)
+                    continue
+                executor.start(cell)
+                states[cell.run_id] = {"state": "running", "started": time.time()}
+                bars[cell.run_id] = _bar(1, cell.run_id, progress, len(bars) + 1)
+                tell(f"start {cell.run_id}", terminal=False)
+            for cell, rc, err in executor.poll(timeout=0.25):
+                bar = bars.pop(cell.run_id, None)
+                if bar is not None:
+                    _update_bar(bar, read_json(results_dir / cell.run_id / "progress.json"))
+                    bar.close()
+                if rc == BUSY:
+                    tell(f"{cell.run_id}: another process is running it; trying again later")
+                    states[cell.run_id] = {"state": "pending", "note": "busy in another job"}
+                    queue.append((time.time() + 2.0, cell))
+                    continue
+                if rc == NOT_STARTED:
+                    states[cell.run_id] = {"state": "pending"}
+                    continue
+                status = cell_status(results_dir, cell.run_id) or "failed"
+                info = {**_cell_progress(results_dir, cell.run_id), "state": status}
+                info.pop("eta_s", None)
+                if status == "finished":
+                    report.finished.append(cell.run_id)
+                elif status == "diverged":
+                    report.diverged.append(cell.run_id)
+                elif status == "cancelled":
+                    report.cancelled.append(cell.run_id)
+                else:
+                    info["state"] = "failed"
+                    info["error"] = err
+                    report.failed.append((cell.run_id, err))
+                states[cell.run_id] = info
+                failed = info["state"] == "failed"
+                tell(f"{cell.run_id}: {info['state']}" + (f": {err} (details: {results_dir / cell.run_id / 'error.log'}"
+                                                          f" and {jdir / 'workers' / (cell.run_id + '.log')})"
+                                                          if failed else ""), terminal=failed)
+                if status != "cancelled":
+                    grid.update(1)
+            if time.time() - last_write >= STATUS_EVERY_S:
+                for cell in executor.running_cells():
+                    states[cell.run_id] = {**states[cell.run_id], **_cell_progress(results_dir, cell.run_id),
+                                           "state": "running"}
+                    if cell.run_id in bars:
+                        _update_bar(bars[cell.run_id], read_json(results_dir / cell.run_id / "progress.json"))
+                write_status("cancelling" if cancel else "running")
+                last_write = time.time()
+        grid.close()
     except KeyboardInterrupt:
-        atomic_write_json(status_path, {"status": "interrupted", "total": len(cells), "done": bar.n})
+        atomic_write_json(jdir / "cancel", {"requested_at": time.time(), "by": "interrupt"})
+        tell("interrupted: stopping the running cells at their next step")
+        if executor is not None:
+            executor.wait_all(timeout=120)
+        _finish_states(results_dir, states)
+        write_status("cancelled")
+        raise
+    except BaseException as exc:
+        tell(f"job failed: {type(exc).__name__}: {exc}", terminal=False)
+        if not isinstance(exc, MetabenchError):
+            (jdir / "error.log").write_text(traceback.format_exc())
+        if executor is not None:
+            executor.kill_all()
+        write_status("failed", error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, MetabenchError) else str(exc))
         raise
     finally:
-        bar.close()
-    atomic_write_json(status_path, {"status": "failed" if report.failed else "finished",
-                                    "total": len(cells), "done": len(cells)})
+        if executor is not None:
+            executor.shutdown()
+        lock.close()
+    cancelled = (jdir / "cancel").exists() and any(s["state"] in ("cancelled", "pending") for s in states.values())
+    final = "cancelled" if cancelled else "failed" if report.failed else "finished"
+    write_status(final)
+    tell(f"job {job_id} {final}: {len(report.finished)} finished, {len(report.skipped_done)} already done, "
+         f"{len(report.failed)} failed, {len(report.diverged)} diverged, {len(report.cancelled)} cancelled",
+         terminal=False)
     return report
+
+
+def _finish_states(results_dir: Path, states: dict[str, dict[str, Any]]) -> None:
+    for run_id, s in states.items():
+        if s["state"] == "running":
+            s["state"] = cell_status(results_dir, run_id) or "pending"
+
+
+def _make_executor(spec, results_dir, data_root, job_id, n_cells, jdir, tell):
+    if spec.executor == "ray":
+        from metabench.engine.ray_executor import RayExecutor
+
+        return RayExecutor(spec, results_dir, data_root, job_id, jdir, tell)
+    return LocalExecutor(spec, results_dir, data_root, job_id, n_cells, jdir)
+
+
+class LocalExecutor:
+    """One worker process per cell, at most `workers` at once, on this machine."""
+
+    def __init__(self, spec: RunSpec, results_dir: Path, data_root, job_id: str, n_cells: int, jdir: Path):
+        self.results_dir, self.data_root, self.job_id = results_dir, data_root, job_id
+        self.workers, self.threads, self.gpus = local_plan(spec, max(n_cells, 1))
+        self.logs = jdir / "workers"
+        self.logs.mkdir(exist_ok=True)
+        self.free = list(range(self.workers))
+        self.procs: dict[str, tuple[Cell, subprocess.Popen, int, Any]] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"workers": self.workers, "threads_per_worker": self.threads, "gpus": self.gpus}
+
+    @property
+    def running(self) -> bool:
+        return bool(self.procs)
+
+    def running_cells(self) -> list[Cell]:
+        return [c for c, *_ in self.procs.values()]
+
+    def has_room(self) -> bool:
+        return bool(self.free)
+
+    def start(self, cell: Cell) -> None:
+        slot = self.free.pop(0)
+        env = worker_env(self.threads)
+        if self.gpus and cell.device != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        err = open(self.logs / f"{cell.run_id}.log", "ab")
+        proc = subprocess.Popen(worker_argv(cell, self.results_dir, self.data_root, self.job_id, self.threads),
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        self.procs[cell.run_id] = (cell, proc, slot, err)
+
+    def poll(self, timeout: float) -> list[tuple[Cell, int, str]]:
+        time.sleep(timeout)
+        done = []
+        for run_id, (cell, proc, slot, err) in list(self.procs.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            err.close()
+            del self.procs[run_id]
+            self.free.append(slot)
+            done.append((cell, rc, _last_error(self.logs / f"{run_id}.log", rc)))
+        return done
+
+    def wait_all(self, timeout: float) -> None:
+        deadline = time.time() + timeout
+        for _, proc, _, _ in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def kill_all(self) -> None:
+        for _, proc, _, _ in self.procs.values():
+            proc.terminate()
+        self.wait_all(timeout=30)
+
+    def shutdown(self) -> None:
+        for _, _, _, err in self.procs.values():
+            err.close()
+
+
+def _last_error(log: Path, rc: int) -> str:
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("error: ")]
+    except OSError:
+        lines = []
+    if lines:
+        return lines[-1].removeprefix("error: ")
+    return f"worker exited with {rc}" + (" (killed by a signal)" if rc < 0 else "")
 
 
 def _bar(total: int, desc: str, enabled: bool, position: int):
@@ -148,34 +446,6 @@ def _bar(total: int, desc: str, enabled: bool, position: int):
 
     return tqdm(total=total, desc=desc, disable=not enabled, position=position, leave=position == 0,
                 dynamic_ncols=True, file=sys.stderr)
-
-
-def _run_cell_process(cell: Cell, results_dir: Path, data_root, job_id: str, threads: int,
-                      progress: bool) -> tuple[str, str]:
-    cmd = [sys.executable, "-m", "metabench.engine.worker", "--cell", json.dumps(cell.to_json()),
-           "--results-dir", str(results_dir), "--job-id", job_id, "--threads", str(threads)]
-    if data_root is not None:
-        cmd += ["--data-dir", str(data_root)]
-    progress_path = results_dir / cell.run_id / "progress.json"
-    bar = _bar(1, cell.run_id, progress, position=1)
-    # Argument list, never a shell string: nothing user-typed reaches a shell.
-    proc = subprocess.Popen(cmd, env=worker_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        while proc.poll() is None:
-            time.sleep(0.5)
-            _update_bar(bar, read_json(progress_path))
-        _update_bar(bar, read_json(progress_path))
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
-        raise
-    finally:
-        bar.close()
-    stderr = (proc.stderr.read() if proc.stderr else "").strip()
-    status = cell_status(results_dir, cell.run_id) or "failed"
-    err = stderr.splitlines()[-1].removeprefix("error: ") if stderr else f"worker exited with {proc.returncode}"
-    return status, err
 
 
 def _update_bar(bar, info) -> None:
@@ -190,3 +460,28 @@ def _update_bar(bar, info) -> None:
     bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))}, refresh=False)
     bar.set_description(f"{info.get('run_id', '')} [{info.get('phase')}]", refresh=False)
     bar.refresh()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The detached job process: `python -m metabench.engine.job --results-dir DIR --job-id ID`."""
+    ap = argparse.ArgumentParser(prog="metabench-job")
+    ap.add_argument("--results-dir", required=True)
+    ap.add_argument("--job-id", required=True)
+    args = ap.parse_args(argv)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt  # a graceful cancel: the cells checkpoint and stop
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        report = execute_job(Path(args.results_dir), args.job_id, progress=False, say=lambda m: None)
+    except MetabenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
