@@ -60,7 +60,12 @@ def check_data(suites: list[str], data_root, allow_download: bool, progress: boo
     missing: dict[str, str] = {}
     checked: dict[str, str | None] = {}
     for s in suites:
-        need = make_suite(s).needs_data
+        suite = make_suite(s)
+        why = suite.unavailable()   # e.g. an optional extra that is not installed
+        if why:
+            missing[s] = why
+            continue
+        need = suite.needs_data
         if need is None:
             continue
         if need not in checked:
