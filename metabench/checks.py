@@ -48,6 +48,8 @@ def _check_batch(suite: Suite, b: TaskBatch, n_tasks: int, n_way: int, n_shot: i
 def check_suite(suite: Suite) -> None:
     """Shapes, label ranges, disjoint support/query, reproducibility and fixed test tasks."""
     assert suite.kind in KINDS, f"{suite.id}: unknown kind {suite.kind!r}"
+    if suite.kind.startswith("rl-"):
+        return check_rl_suite(suite)
     assert isinstance(suite.version, int) and suite.version >= 1
     n_way, n_shot, n_query = suite.n_way, suite.n_shot, 3
     b1 = suite.sample("train", 4, torch.Generator().manual_seed(1), n_query=n_query)
@@ -80,15 +82,18 @@ def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 
     ok, _ = cls.fits(suite)
     assert ok, f"{name} does not fit {suite.id}"
     algo = cls(suite, cls.preset_config(preset, suite), suite.device, seed)
-    req = algo.train_request()
-    gen = torch.Generator().manual_seed(0)
-    batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
-    before = _snapshot(algo)
-    metrics = algo.meta_train_step(batch)
-    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
-        f"{name}: meta_train_step must return finite floats, got {metrics}"
-    after = _snapshot(algo)
-    assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
+    if getattr(cls, "needs_training", True):
+        req = algo.train_request()
+        gen = torch.Generator().manual_seed(0)
+        batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
+        before = _snapshot(algo)
+        metrics = algo.meta_train_step(batch)
+        assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
+            f"{name}: meta_train_step must return finite floats, got {metrics}"
+        after = _snapshot(algo)
+        assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
+    else:   # a row that does not meta-train (classical baselines): the engine never calls meta_train_step
+        after = _snapshot(algo)
     test = next(suite.fixed_tasks("test", 3, batch_size=3))
     state = {k: v for k, v in algo.state_dict().items()}
     out1 = algo.evaluate(test)
@@ -108,3 +113,78 @@ def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 
         assert torch.allclose(out1[k], out3[k], atol=1e-6), f"{name}: state_dict round trip changed {k}"
     proto = algo.protocol
     assert set(proto) >= {"transductive", "query_batch"}
+
+
+def check_rl_suite(suite) -> None:
+    """Meta-RL suites (see `metabench.rl`): reproducible task draws, fixed tasks independent of the
+    batch size, references, descriptors, and the vectorised environment's shapes, trial structure
+    and determinism, and `score`."""
+    import json
+
+    from metabench.results.metrics import spec as metric_spec
+    from metabench.rl.core import RLTaskBatch
+
+    assert isinstance(suite.version, int) and suite.version >= 1
+    metric_spec(suite.primary_metric)   # a registered metric (raises otherwise)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    b1, b2, b3 = suite.sample("train", 4, g(1)), suite.sample("train", 4, g(1)), suite.sample("train", 4, g(2))
+    assert isinstance(b1, RLTaskBatch) and b1.n_tasks == 4, f"{suite.id}: sample must return an RLTaskBatch of 4 tasks"
+    for k, v in b1.params.items():
+        assert v.shape[0] == 4 and v.device.type == suite.device.type, f"{suite.id}: param {k} {tuple(v.shape)} on {v.device}"
+        assert bool(torch.isfinite(v).all()), f"{suite.id}: non-finite task parameter {k}"
+        assert torch.equal(v, b2.params[k]), f"{suite.id}: the same generator seed gave different tasks ({k})"
+    assert any(not torch.equal(v, b3.params[k]) for k, v in b1.params.items()), f"{suite.id}: different seeds gave the same tasks"
+    assert len(b1.descriptors) == 4, f"{suite.id}: need one descriptor dict per task"
+    json.dumps(b1.descriptors)
+    if b1.reference:
+        assert set(b1.reference) == {"random", "oracle"}, f"{suite.id}: reference keys {sorted(b1.reference)}"
+        assert bool((b1.reference["oracle"] >= b1.reference["random"] - 1e-9).all()), f"{suite.id}: oracle below random"
+    a = RLTaskBatch.cat(list(suite.fixed_tasks("test", 6, batch_size=4)))
+    b = RLTaskBatch.cat(list(suite.fixed_tasks("test", 6, batch_size=6)))
+    assert a.task_ids == list(range(6)) and b.task_ids == list(range(6))
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k]), f"{suite.id}: fixed test tasks depend on the batch size"
+    for k in a.reference:
+        assert torch.allclose(a.reference[k], b.reference[k]), f"{suite.id}: references depend on the batch size"
+    c = next(suite.fixed_tasks("test", 3, batch_size=3, start=1))
+    assert c.task_ids == [1, 2] and all(torch.equal(c.params[k][0], a.params[k][1]) for k in a.params)
+    v = next(suite.fixed_tasks("val", 2, batch_size=2))
+    assert any(not torch.equal(v.params[k], a.params[k][:2]) for k in a.params), f"{suite.id}: val and test tasks coincide"
+    if suite.unavailable():
+        return
+    # The environment: shapes, trial structure, determinism.
+    tasks = a.select([0, 1])
+    runs = []
+    for _ in range(2):
+        env = suite.make_env(tasks, 3, generator=torch.Generator(suite.device).manual_seed(0))
+        assert env.n_envs == 6 and env.task_index.tolist() == [0, 0, 0, 1, 1, 1]
+        obs = env.reset()
+        assert obs.shape == (6, env.obs_dim) and obs.dtype == torch.float32, f"{suite.id}: obs {tuple(obs.shape)} {obs.dtype}"
+        act_g = torch.Generator(suite.device).manual_seed(1)
+        space = env.action_space
+        rewards, dones, trial_dones = [], [], []
+        for _t in range(env.trial_length):
+            if space.discrete:
+                act = torch.randint(0, space.n, (6,), generator=act_g, device=suite.device)
+            else:
+                act = space.low + (space.high - space.low) * torch.rand(6, space.dim, generator=act_g, device=suite.device)
+            obs, r, d, info = env.step(act)
+            assert obs.shape == (6, env.obs_dim) and r.shape == (6,) and d.shape == (6,) and d.dtype == torch.bool
+            assert bool(torch.isfinite(obs).all() and torch.isfinite(r).all())
+            rewards.append(r)
+            dones.append(bool(d.all()) if bool(d.any()) else False)
+            trial_dones.append(info["trial_done"])
+            assert ("final_obs" in info) == dones[-1]
+        want = [(t + 1) % env.horizon == 0 for t in range(env.trial_length)]
+        assert dones == want, f"{suite.id}: done flags do not mark every {env.horizon}th step"
+        assert trial_dones == [False] * (env.trial_length - 1) + [True]
+        runs.append(torch.stack(rewards))
+        if hasattr(env, "close"):
+            env.close()
+    assert torch.equal(runs[0], runs[1]), f"{suite.id}: the same generator seed gave different rewards"
+    n_ep = env.episodes_per_trial
+    out = suite.score(tasks, torch.zeros(2, n_ep))
+    assert suite.primary_metric in out, f"{suite.id}: score() must report {suite.primary_metric!r}"
+    for k, t in out.items():
+        metric_spec(k)
+        assert t.shape == (2,) and bool(torch.isfinite(t).all()), f"{suite.id}: score {k} {tuple(t.shape)}"

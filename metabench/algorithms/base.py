@@ -30,6 +30,9 @@ class Algorithm:
     family: ClassVar[str]                   # optimization / metric / memory / rl-...
     supports: ClassVar[frozenset[str]]      # task kinds (see metabench.suites.base.KINDS)
     Config: ClassVar[type]
+    #: False for rows that do not meta-train (classical baselines): the engine then skips the
+    #: training loop, records meta_steps = 0 and one validation point at step 0.
+    needs_training: ClassVar[bool] = True
     #: preset name -> suite kind (or suite id) -> Config field overrides
     PRESETS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 

@@ -138,7 +138,7 @@ class CellRunner:
     def _evaluate(self, split: str, n: int) -> dict[str, list[tuple[int, float, dict]]]:
         """metric -> [(task_id, value, descriptors)] over the suite's fixed tasks of `split`."""
         out: dict[str, list] = {}
-        for batch in self.suite.fixed_tasks(split, n, batch_size=EVAL_BATCH):
+        for batch in self.suite.fixed_tasks(split, n, batch_size=getattr(self.suite, "eval_batch_size", EVAL_BATCH)):
             metrics = self.algo.evaluate(batch)
             for name, values in metrics.items():
                 vals = values.detach().cpu().tolist()
@@ -174,8 +174,17 @@ class CellRunner:
         rows: list[dict[str, Any]] = []
         last_val: dict[str, float] = {}
         saved_at = step if state is not None else -1
+        # Rows that do not meta-train (classical baselines): no training loop, one validation
+        # point at step 0 so that learning-curve plots can show them as a flat reference.
+        trains = getattr(self.algo_cls, "needs_training", True)
+        total_steps = L.meta_steps if trains else 0
         try:
-            while step < L.meta_steps:
+            if not trains and not any(self.run_dir.glob("curves-*.parquet")):
+                val = self._evaluate("val", L.n_val_tasks)
+                last_val = {k: sum(v for _, v, _ in items) / len(items) for k, items in val.items()}
+                rows += [self._curve(0, time.perf_counter() - t0, "val", k, v) for k, v in last_val.items()]
+                self._flush_curves(rows, 0)
+            while step < total_steps:
                 if self.should_stop():
                     if saved_at != step:
                         self._flush_curves(rows, step)
@@ -183,7 +192,7 @@ class CellRunner:
                     wall = time.perf_counter() - t0
                     self._write_runs(status="cancelled", started_at=started_at, finished_at=now(), wall=wall,
                                      steps=step, error=f"cancelled at step {step}; resume continues from here")
-                    self.progress({"phase": "cancelled", "step": step, "total": L.meta_steps, "elapsed": wall,
+                    self.progress({"phase": "cancelled", "step": step, "total": total_steps, "elapsed": wall,
                                    "metrics": {}, "val": last_val})
                     return "cancelled"
                 batch = self.suite.sample("train", request.n_tasks, gen, n_way=request.n_way,
@@ -197,21 +206,21 @@ class CellRunner:
                     acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
                 wall = time.perf_counter() - t0
-                if step % L.log_every == 0 or step == L.meta_steps:
+                if step % L.log_every == 0 or step == total_steps:
                     rows += [self._curve(step, wall, "train", k, v / n_acc) for k, v in acc.items()]
                     acc, n_acc = {}, 0
-                if step % L.eval_every == 0 or step == L.meta_steps:
+                if step % L.eval_every == 0 or step == total_steps:
                     val = self._evaluate("val", L.n_val_tasks)
                     last_val = {k: sum(v for _, v, _ in items) / len(items) for k, items in val.items()}
                     rows += [self._curve(step, wall, "val", k, v) for k, v in last_val.items()]
-                if step % L.checkpoint_every == 0 or step == L.meta_steps:
+                if step % L.checkpoint_every == 0 or step == total_steps:
                     self._flush_curves(rows, step)
                     self._checkpoint(step, gen, t0, started_at, acc, n_acc)
                     saved_at = step
-                self.progress({"phase": "train", "step": step, "total": L.meta_steps,
+                self.progress({"phase": "train", "step": step, "total": total_steps,
                                "elapsed": time.perf_counter() - t0, "metrics": metrics, "val": last_val})
 
-            self.progress({"phase": "test", "step": step, "total": L.meta_steps,
+            self.progress({"phase": "test", "step": step, "total": total_steps,
                            "elapsed": time.perf_counter() - t0, "metrics": {}, "val": last_val})
             results = self._evaluate("test", self.n_test)
             task_rows = [{"run_id": self.cell.run_id, "split": "test", "task_id": int(tid), "metric": name,
@@ -222,7 +231,7 @@ class CellRunner:
             self._write_runs(status="finished", started_at=started_at, finished_at=now(), wall=wall, steps=step)
             primary = results.get(self.suite.primary_metric, [])
             summary = sum(v for _, v, _ in primary) / max(len(primary), 1)
-            self.progress({"phase": "done", "step": step, "total": L.meta_steps, "elapsed": wall,
+            self.progress({"phase": "done", "step": step, "total": total_steps, "elapsed": wall,
                            "metrics": {self.suite.primary_metric: summary}, "val": last_val})
             return "finished"
         except Exception as exc:

@@ -77,6 +77,10 @@ def check_data(suites: list[str], data_root, allow_download: bool, progress: boo
     checked: dict[str, str | None] = {}
     for s in suites:
         suite = make_suite(s)
+        why = suite.unavailable()   # e.g. an optional extra that is not installed
+        if why:
+            missing[s] = why
+            continue
         need = suite.needs_data
         if need is None:
             continue

@@ -36,6 +36,10 @@ METRICS: dict[str, Metric] = {
     "mae": Metric("lower", description="mean absolute error on the query points"),
     "return": Metric("higher", description="undiscounted episode return"),
     "reward": Metric("higher", description="mean reward per step"),
+    "trial_return": Metric("higher", description="total reward over a meta-RL trial (all its episodes)"),
+    "regret": Metric("lower", description="expected reward of always playing the best arm minus the reward earned"),
+    "normalized_score": Metric("higher", description="score rescaled so that uniform-random play is 0 and the optimal policy 1"),
+    "oracle_ratio": Metric("higher", description="trial return divided by the optimal policy's mean return (SNAIL's normalisation)"),
 }
 
 _NAME = re.compile(r"^(?P<base>[a-z][a-z0-9_]*)(?:@(?P<k>\d+))?$")

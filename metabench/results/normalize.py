@@ -9,8 +9,9 @@ prints its ``description``:
 - sinusoid regression (MSE): ``1 - mse / BASELINE`` with the baseline the expected MSE of
   predicting 0 everywhere, ``E[A^2] / 2`` for amplitude ``A ~ U[0.1, 5]`` (Finn et al., 2017):
   0 = no better than the zero function, 1 = exact.
-- meta-RL suites (to come) store an already-normalised metric between a random policy (0) and
-  an oracle (1); they register an ``identity`` rule for that metric with ``add_rule``.
+- meta-RL suites (``trial_return``, navigation's ``return@1``): ``(x - random) / (oracle - random)``
+  with the mean random and optimal-policy scores over the suite's fixed test tasks
+  (``RL_REFERENCE_MEANS``); the suites also store this per task as ``normalized_score``.
 
 The rules are affine in the metric, so the mean of normalised task values equals the
 normalised mean; the aggregate normalises per-seed means.
@@ -86,3 +87,33 @@ def normalisation(suite: str, metric: str) -> Normalisation | None:
         if match and metric_base == base:
             return factory(match)
     return None
+
+
+#: Meta-RL suites: (mean random, mean oracle) of the primary metric over each suite's fixed test
+#: tasks (version 1), the same constants as the suites' stored `normalized_score`, so the aggregate
+#: of the primary metric equals the mean normalized_score. Computed by
+#: `metabench.suites.rl.RLSuite._test_means` (not importable here: it needs torch);
+#: tests/test_rl.py checks that they still agree.
+RL_REFERENCE_MEANS = {
+    "bandit-k5-n10": (4.991803250949726, 8.328010134102108),
+    "bandit-k5-n100": (50.22570358420503, 83.3591637961604),
+    "bandit-k10-n100": (49.79637782933286, 91.30617929829074),
+    "bandit-k50-n500": (250.13021328842902, 490.2067273710371),
+    "tabular-mdp-n10": (99.73757864272035, 218.13505221801364),
+    "tabular-mdp-n25": (250.36782053861435, 546.0721393017517),
+    "tabular-mdp-n50": (500.7331832707479, 1098.2182831764683),
+    "navigation2d": (-62.48174233342478, -0.5069866357573284),
+}
+
+
+def _rl_random_oracle(match: re.Match[str]) -> Normalisation:
+    lo, hi = RL_REFERENCE_MEANS[match.group(0)]
+    return Normalisation(
+        f"(return − {lo:.4g}) / ({hi:.4g} − {lo:.4g}): 0 = random policy, 1 = oracle (test-task means)",
+        lambda x: (np.asarray(x, dtype=np.float64) - lo) / (hi - lo),
+    )
+
+
+_RL_IDS = "|".join(re.escape(s) for s in RL_REFERENCE_MEANS)
+add_rule(f"(?:{_RL_IDS})", "trial_return", _rl_random_oracle)
+add_rule(f"(?:{_RL_IDS})", "return", _rl_random_oracle)

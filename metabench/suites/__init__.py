@@ -10,6 +10,8 @@ from metabench.suites.miniimagenet import MiniImageNet
 from metabench.suites.omniglot import Omniglot
 from metabench.suites.omniglot_lake import OmniglotLake, OmniglotLakeRuns
 from metabench.suites.sinusoid import Sinusoid
+from metabench.suites.mujoco import HalfCheetah
+from metabench.suites.rl import Bandit, Navigation2D, RLSuite, TabularMDP
 
 SUITES: Registry = Registry("suite")
 for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
@@ -23,10 +25,19 @@ for _shot in (1, 5):
 for _shot in (5, 10):
     SUITES.add(f"sinusoid-{_shot}shot", partial(Sinusoid, _shot))
 
+# Meta-RL (issue 4): RL² bandits and tabular MDPs, MAML's navigation and half-cheetah tasks.
+for _k, _n in ((5, 10), (5, 100), (10, 100), (50, 500)):
+    SUITES.add(f"bandit-k{_k}-n{_n}", partial(Bandit, _k, _n))
+for _n in (10, 25, 50):
+    SUITES.add(f"tabular-mdp-n{_n}", partial(TabularMDP, _n))
+SUITES.add("navigation2d", Navigation2D)
+for _mode in ("vel", "dir"):
+    SUITES.add(f"halfcheetah-{_mode}", partial(HalfCheetah, _mode))
+
 
 def make_suite(suite_id: str) -> Suite:
     """A fresh, unprepared suite object for `suite_id` (ConfigError with a did-you-mean if unknown)."""
     return SUITES.get(suite_id)()
 
 
-__all__ = ["KINDS", "SUITES", "Suite", "TaskBatch", "make_suite"]
+__all__ = ["KINDS", "SUITES", "RLSuite", "Suite", "TaskBatch", "make_suite"]

@@ -85,6 +85,11 @@ class Suite:
         self._prepared = True
         return self
 
+    def unavailable(self) -> str | None:
+        """None if the suite can run in this installation, else one sentence saying how to make it
+        run (e.g. an optional extra to install). The engine skips such suites with that sentence."""
+        return None
+
     # --- sampling -----------------------------------------------------------------------------
     def sample(self, split: str, n_tasks: int, generator: torch.Generator, *, n_way: int | None = None,
                n_shot: int | None = None, n_query: int | None = None) -> TaskBatch:
