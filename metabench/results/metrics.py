@@ -37,6 +37,10 @@ METRICS: dict[str, Metric] = {
     "return": Metric("higher", description="undiscounted episode return"),
     "reward": Metric("higher", description="mean reward per step"),
 }
+# MANN's accuracy by instance number (Santoro et al. 2016, Table 1): at the k-th presentation of a class.
+METRICS.update({f"accuracy_inst{k}": Metric("higher", percent=True,
+                                            description=f"accuracy at presentation number {k} of a class in a sequence")
+                for k in (1, 2, 3, 4, 5, 10)})
 
 _NAME = re.compile(r"^(?P<base>[a-z][a-z0-9_]*)(?:@(?P<k>\d+))?$")
 
