@@ -55,6 +55,11 @@ Differences from the paper
     * Memory initialised to 1e-6, first read and usage weights one-hot on slot 0 (as in common
       reimplementations, e.g. tristandeleu/ntm-one-shot); the paper does not say.
     * gamma = 0.95 is a reimplementation choice [U: the paper's value was not verified].
+    * `quick` multiplies the read cosines by a learned key strength (`key_strength`, as in the
+      NTM); the paper's softmax over raw cosines in [-1, 1] spreads a read over all 128 slots.
+      The `paper` preset keeps the raw cosines.
+    * The `paper` preset's 100,000 meta-steps are batches of 16 episodes (the paper counts
+      100,000 episodes; the batch size is a reimplementation choice [U]).
 """
 from __future__ import annotations
 
@@ -161,11 +166,16 @@ class MANNCore(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, c: Config):
         super().__init__()
         self.c = c
-        self.lstm = nn.LSTMCell(in_dim + c.read_heads * c.memory_width, c.controller_size)
-        self.key = nn.Linear(c.controller_size, c.read_heads * c.memory_width)
+        reads = c.read_heads * c.memory_width
+        # The LSTM's input weights are split: the external inputs [x_t, y_{t-1}] are known for the
+        # whole sequence, so they are projected in one matmul before the time loop; only the
+        # recurrent part [r_{t-1}, h_{t-1}] is computed per step (gate order i, f, g, o).
+        self.inp = nn.Linear(in_dim, 4 * c.controller_size)
+        self.rec = nn.Linear(reads + c.controller_size, 4 * c.controller_size, bias=False)
+        self.key = nn.Linear(c.controller_size, reads)
         self.alpha = nn.Linear(c.controller_size, c.read_heads)
         self.beta = nn.Linear(c.controller_size, c.read_heads) if c.key_strength else None
-        self.out = nn.Linear(c.controller_size + c.read_heads * c.memory_width, out_dim)
+        self.out = nn.Linear(c.controller_size + reads, out_dim)
 
     def init_state(self, batch: int, device) -> tuple[torch.Tensor, ...]:
         c = self.c
@@ -178,10 +188,14 @@ class MANNCore(nn.Module):
         reads = torch.zeros(batch, c.read_heads * c.memory_width, device=device)
         return h, h.clone(), memory, read_w, usage, reads
 
-    def step(self, inp: torch.Tensor, state) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def step(self, x_proj: torch.Tensor, state) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One time step from the projected input (B, 4 * controller) -> features [h_t, r_t], state."""
         h, cell, memory, read_w, usage, reads = state
-        B, c = inp.shape[0], self.c
-        h, cell = self.lstm(torch.cat([inp, reads], -1), (h, cell))
+        B, c, n = x_proj.shape[0], self.c, self.c.controller_size
+        gates = x_proj + self.rec(torch.cat([reads, h], -1))
+        ifo = torch.sigmoid(gates[:, : 3 * n])
+        cell = ifo[:, n:2 * n] * cell + ifo[:, :n] * torch.tanh(gates[:, 3 * n:])
+        h = ifo[:, 2 * n:] * torch.tanh(cell)
         keys = torch.tanh(self.key(h)).view(B, c.read_heads, c.memory_width)
         write_w = lrua_write_weights(self.alpha(h), read_w, least_used(usage, c.read_heads))
         memory = write_memory(memory, usage, write_w, keys)
@@ -189,16 +203,22 @@ class MANNCore(nn.Module):
         read_w, r = cosine_read(keys, memory, beta)
         usage = usage_update(usage, read_w.detach(), write_w.detach(), c.gamma)
         reads = r.flatten(1)
-        return self.out(torch.cat([h, reads], -1)), (h, cell, memory, read_w, usage, reads)
+        return torch.cat([h, reads], -1), (h, cell, memory, read_w, usage, reads)
 
     def run(self, inputs: torch.Tensor, state=None):
         """inputs (B, L, in_dim) -> outputs (B, L, out_dim), final state."""
         state = state or self.init_state(inputs.shape[0], inputs.device)
-        outs = []
+        x_proj = self.inp(inputs)                                     # (B, L, 4 * controller)
+        feats = []
         for t in range(inputs.shape[1]):
-            o, state = self.step(inputs[:, t], state)
-            outs.append(o)
-        return torch.stack(outs, 1), state
+            f, state = self.step(x_proj[:, t], state)
+            feats.append(f)
+        return self.out(torch.stack(feats, 1)), state
+
+    def continuation(self, inp: torch.Tensor, state) -> torch.Tensor:
+        """The output of one more step from `state`: inp (B, in_dim) -> (B, out_dim)."""
+        f, _ = self.step(self.inp(inp), state)
+        return self.out(f)
 
 
 def expand_state(state, n: int):
@@ -226,7 +246,7 @@ class MANN(Algorithm):
         # Santoro et al. 2016: LSTM 200, memory 128 x 40, 4 reads, 20x20, 50-step episodes, batch 16
         "paper": {"classification": dict(lr=1e-4),
                   "regression": dict(controller_size=200, lr=1e-4, n_query=10)},
-        "quick": {"classification": dict(lr=1e-3),
+        "quick": {"classification": dict(lr=1e-3, key_strength=True),
                   "regression": dict(controller_size=64, memory_slots=32, memory_width=16, n_query=10,
                                      meta_batch_size=32)},
         "smoke": {"classification": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2,
@@ -237,7 +257,7 @@ class MANN(Algorithm):
     LOOPS = {
         "paper": {"classification": dict(meta_steps=100_000, eval_every=2000),
                   "regression": dict(meta_steps=70_000, eval_every=2000)},
-        "quick": {"classification": dict(meta_steps=12_000, eval_every=1000, n_val_tasks=200),
+        "quick": {"classification": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200),
                   "regression": dict(meta_steps=6_000, eval_every=1000, n_val_tasks=200)},
     }
 
@@ -317,7 +337,7 @@ class MANN(Algorithm):
         Q = batch.query_x.shape[1]
         last = F.one_hot(ys[:, -1], n_way).float()[:, None].expand(-1, Q, -1)     # (T, Q, n_way)
         inp = torch.cat([self._pixels(batch.query_x), last], -1).flatten(0, 1)    # (T*Q, P + n_way)
-        logits, _ = self.core.step(inp, expand_state(state, Q))
+        logits = self.core.continuation(inp, expand_state(state, Q))
         logits = logits.view(T, Q, n_way)
         yq = batch.query_y
         out = {"accuracy": (logits.argmax(-1) == yq).float().mean(1),
@@ -345,7 +365,7 @@ class MANN(Algorithm):
         B, Q = xs.shape[0], batch.query_x.shape[1]
         pred_s, state = self.core.run(torch.cat([xs, shifted(ys)], -1))
         inp = torch.cat([batch.query_x, ys[:, -1:].expand(-1, Q, -1)], -1).flatten(0, 1)   # (B*Q, 2)
-        pred_q, _ = self.core.step(inp, expand_state(state, Q))
+        pred_q = self.core.continuation(inp, expand_state(state, Q))
         return pred_s.squeeze(-1), pred_q.view(B, Q)
 
     # --- the contract -------------------------------------------------------------------------
