@@ -132,3 +132,21 @@ def test_smoke_cell(tmp_path, shared_data, suite_id, algorithm):
     for name in names:
         metrics.direction(name)   # every stored metric is registered
     assert len(tasks[tasks.metric == ("accuracy" if suite_id.startswith("omniglot") else "mse")]) == 10
+
+
+def test_mann_queries_are_independent_continuations_of_the_support_state():
+    """Each query is one more step from the post-support state: changing one query's input (or
+    dropping the others) leaves every other query's output unchanged."""
+    from metabench.algorithms.mann import Config, MANNCore, expand_state
+    torch.manual_seed(0)
+    core = MANNCore(6, 3, Config(controller_size=8, memory_slots=6, memory_width=4, read_heads=2))
+    support = torch.randn(2, 4, 6)                        # 2 episodes, 4 support steps
+    _, state = core.run(support)
+    queries = torch.randn(2, 3, 6)                        # 3 queries per episode
+    out = core.continuation(queries.flatten(0, 1), expand_state(state, 3)).view(2, 3, 3)
+    changed = queries.clone()
+    changed[:, 1:] = torch.randn(2, 2, 6)
+    out2 = core.continuation(changed.flatten(0, 1), expand_state(state, 3)).view(2, 3, 3)
+    assert torch.allclose(out[:, 0], out2[:, 0], atol=1e-6) and not torch.allclose(out[:, 1], out2[:, 1])
+    alone = core.continuation(queries[:, 0], state)      # one query per episode, no others
+    assert torch.allclose(out[:, 0], alone, atol=1e-6)
