@@ -103,8 +103,9 @@ def cmd_list(args) -> int:
         if s.unavailable():   # e.g. the MuJoCo suites without the `rl` extra
             print(f"  {'':<20} not available: {s.unavailable()}")
     print("\nAlgorithms:")
+    col = max([10] + [len(a.name) + 2 for a in algos])   # column width: the longest name + 2
     for a in algos:
-        print(f"  {a.name:<10} {a.family:<13} {', '.join(sorted(a.supports))}")
+        print(f"  {a.name:<{col - 1}} {a.family:<13} {', '.join(sorted(a.supports))}")
     print("\nFits (yes / - with the reason):")
     width = max(len(s.id) for s in suites)
     aw = max([10] + [len(a.name) + 1 for a in algos])   # column width: the longest algorithm name

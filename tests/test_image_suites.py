@@ -183,6 +183,24 @@ def test_algorithms_accept_84x84_rgb(tmp_path, algorithm):
     check_algorithm(algorithm, _prepared("miniimagenet-5w1s", make_mini(tmp_path, "cache")))
 
 
+@pytest.fixture(scope="module")
+def cifarfs_suite(tmp_path_factory):
+    return _prepared("cifarfs-5w1s", make_cifar(tmp_path_factory.mktemp("cifar")))
+
+
+def _image_algorithms():
+    from metabench.algorithms import ALGORITHMS
+
+    return [n for n in ALGORITHMS.names() if "classification" in ALGORITHMS.get(n).supports
+            and n not in ("protonet", "maml")]  # those two are checked at 84x84 above
+
+
+@pytest.mark.parametrize("algorithm", _image_algorithms())
+def test_every_image_algorithm_accepts_32x32_rgb(cifarfs_suite, algorithm):
+    """Every few-shot classifier sizes its network from suite.input_shape (3x32x32 here)."""
+    check_algorithm(algorithm, cifarfs_suite)
+
+
 # --- CIFAR-FS ---------------------------------------------------------------------------------
 def test_cifarfs_archive_loads_with_the_bertinetto_split(tmp_path):
     root = make_cifar(tmp_path)

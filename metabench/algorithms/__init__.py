@@ -4,11 +4,14 @@ from __future__ import annotations
 from metabench.algorithms.base import Algorithm, TrainRequest
 from metabench.algorithms.classical import CLASSICAL
 from metabench.algorithms.maml import FOMAML, MAML
+from metabench.algorithms.mann import MANN
+from metabench.algorithms.matchingnet import MatchingNet
+from metabench.algorithms.metanet import MetaNet
 from metabench.algorithms.protonet import ProtoNet
 from metabench.registry import Registry
 
 ALGORITHMS: Registry = Registry("algorithm")
-for _cls in (MAML, FOMAML, ProtoNet):
+for _cls in (MAML, FOMAML, ProtoNet, MatchingNet, MANN, MetaNet):
     ALGORITHMS.add(_cls.name, _cls)
 for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb1, gittins, psrl, ...
     ALGORITHMS.add(_cls.name, _cls)

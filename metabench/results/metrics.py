@@ -41,6 +41,10 @@ METRICS: dict[str, Metric] = {
     "normalized_score": Metric("higher", description="score rescaled so that uniform-random play is 0 and the optimal policy 1"),
     "oracle_ratio": Metric("higher", description="trial return divided by the optimal policy's mean return (SNAIL's normalisation)"),
 }
+# MANN's accuracy by instance number (Santoro et al. 2016, Table 1): at the k-th presentation of a class.
+METRICS.update({f"accuracy_inst{k}": Metric("higher", percent=True,
+                                            description=f"accuracy at presentation number {k} of a class in a sequence")
+                for k in (1, 2, 3, 4, 5, 10)})
 
 _NAME = re.compile(r"^(?P<base>[a-z][a-z0-9_]*)(?:@(?P<k>\d+))?$")
 

@@ -1,0 +1,204 @@
+"""Matching Networks.
+
+Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra (2016). "Matching Networks for One Shot
+Learning." NeurIPS. arXiv:1606.04080.
+
+Summary
+    Embed the support set with g and a query with f (both a Conv-4); the query's class
+    distribution is an attention-weighted sum of the support labels,
+    P(y | x, S) = sum_i a(x, x_i) onehot(y_i), with a = softmax over the cosine similarities
+    cos(f(x), g(x_i)).  Trained episodically with the negative log-likelihood of the query labels.
+    Full-context embeddings (FCE, `fce=True`): g is the Conv-4 embedding plus a bidirectional
+    LSTM over the whole support set (with a skip connection), and f is an attention LSTM that
+    reads the support embeddings for `fce_steps` steps before the query is matched.
+
+Implementation details
+    * Conv-4 with standard batch norm (running statistics); evaluation in `eval()` mode, so a
+      query's prediction depends on the support set only, never on the other queries
+      (`transductive=False`).  f and g share the Conv-4, as in the paper.
+    * The probabilities are the attention sums themselves; the loss is -log(P(y) + 1e-8).
+    * Adam, learning rate halved every `lr_halve_every` episodes (as for ProtoNets here).
+    * `train_way` sets the classes per training episode (any way works: nothing in the model
+      depends on the number of classes).
+
+Differences from the paper
+    * Convolutions have no bias (batch norm follows).
+    * FCE attention LSTM: the recurrent state is h_{k-1} + r_{k-1} (a sum) rather than the
+      concatenation [h_{k-1}, r_{k-1}], which keeps the LSTM at the embedding width (the common
+      reimplementation).  The read r_k uses softmax over dot products, as in the paper.
+    * The `paper` preset turns FCE on (the issue asks for it); Vinyals et al. report their
+      Omniglot numbers (98.1% 5-way 1-shot) *without* FCE and used FCE on miniImageNet, so on
+      Omniglot the `paper` preset is the FCE variant of the published model. `fce=False`
+      gives the published Omniglot model.
+    * The paper does not state the optimiser, episode counts or training way for Omniglot; the
+      `paper` preset uses Adam 1e-3, 20,000 episodes of the test way with 5 queries per class.
+    * The `quick` preset trains 20-way (more classes per episode, as for ProtoNets) without FCE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.errors import ConfigError
+from metabench.nn.layers import Conv4
+
+
+@dataclass(frozen=True)
+class Config:
+    train_way: int | None = None
+    """Classes per training episode; None = the suite's way."""
+    train_shot: int | None = None
+    """Support examples per class in training; None = the suite's shot."""
+    n_query: int = 5
+    """Queries per class in training episodes."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    lr_halve_every: int = 2000
+    """Halve the learning rate every this many episodes."""
+    hidden: int = 64
+    """Conv-4 channels (the embedding is `hidden`-dimensional on 28x28 images)."""
+    fce: bool = False
+    """Full-context embeddings: bidirectional LSTM over the support set, attention LSTM for queries."""
+    fce_steps: int = 5
+    """K: read steps of the attention LSTM (FCE only)."""
+
+    def validate(self) -> None:
+        if self.train_way is not None and self.train_way < 2:
+            raise ConfigError(f"train_way must be at least 2, got {self.train_way}")
+        if min(self.n_query, self.hidden, self.lr_halve_every, self.fce_steps) < 1:
+            raise ConfigError("n_query, hidden, lr_halve_every and fce_steps must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+
+def attention(z_query: torch.Tensor, z_support: torch.Tensor) -> torch.Tensor:
+    """a(x, x_i) = softmax_i cos(f(x), g(x_i)): (Q, D), (S, D) -> (Q, S)."""
+    sim = F.normalize(z_query, dim=-1, eps=1e-8) @ F.normalize(z_support, dim=-1, eps=1e-8).T
+    return sim.softmax(-1)
+
+
+def class_probabilities(attn: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
+    """P(y = c | x, S) = sum_i a_i [y_i = c]: (Q, S), (S,) -> (Q, n_way)."""
+    return attn @ F.one_hot(y_support, n_way).to(attn.dtype)
+
+
+class FullContext(nn.Module):
+    """FCE: g = g' + biLSTM over the support set; f = attention LSTM reading g for K steps."""
+
+    def __init__(self, dim: int, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.g_lstm = nn.LSTM(dim, dim, bidirectional=True, batch_first=True)
+        self.f_cell = nn.LSTMCell(dim, dim)
+
+    def embed_support(self, zs: torch.Tensor) -> torch.Tensor:
+        """g(x_i, S) = h_fwd_i + h_bwd_i + g'(x_i): (S, D) -> (S, D)."""
+        out, _ = self.g_lstm(zs[None])                   # (1, S, 2D)
+        d = zs.shape[-1]
+        return zs + out[0, :, :d] + out[0, :, d:]
+
+    def embed_query(self, zq: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
+        """f(x, S): K steps of h_k = LSTM(f'(x), h_{k-1} + r_{k-1}) + f'(x),
+        r_k = sum_i softmax(h_k . g_i) g_i.  (Q, D), (S, D) -> (Q, D)."""
+        h = torch.zeros_like(zq)
+        c = torch.zeros_like(zq)
+        r = torch.zeros_like(zq)
+        for _ in range(self.steps):
+            h_hat, c = self.f_cell(zq, (h + r, c))
+            h = h_hat + zq
+            r = (h @ gs.T).softmax(-1) @ gs              # (Q, D)
+        return h
+
+
+class MatchingNet(Algorithm):
+    name = "matchingnet"
+    family = "metric"
+    supports = frozenset({"classification"})
+    Config = Config
+    PRESETS = {
+        "paper": {"classification": dict(n_query=5, lr=1e-3, lr_halve_every=2000, fce=True, fce_steps=5)},
+        "quick": {"classification": dict(n_query=5, lr=1e-3, lr_halve_every=2000, train_way=20, fce=False)},
+        "smoke": {"classification": dict(n_query=2, hidden=8, fce=True, fce_steps=2)},
+    }
+    LOOPS = {
+        "paper": {"classification": dict(meta_steps=20_000, eval_every=1000)},
+        "quick": {"classification": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200)},
+    }
+
+    def __init__(self, suite, config: Config, device, seed: int):
+        super().__init__(suite, config, device, seed)
+
+        channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+
+        def build():
+            m = nn.ModuleDict({"conv": Conv4(channels, config.hidden, None, image_size=size, norm="running")})
+            if config.fce:
+                m["fce"] = FullContext(m["conv"].embedding_dim, config.fce_steps)
+            return m
+
+        self.model = seeded_init(seed, build).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=config.lr_halve_every, gamma=0.5)
+
+    def train_request(self) -> TrainRequest:
+        c = self.config
+        return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
+                            n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
+
+    def meta_parameters(self):
+        return dict(self.model.named_parameters())
+
+    def _probs(self, zs, ys, zq, n_way: int) -> torch.Tensor:
+        if self.config.fce:
+            zs = self.model["fce"].embed_support(zs)
+            zq = self.model["fce"].embed_query(zq, zs)
+        return class_probabilities(attention(zq, zs), ys, n_way)   # (Q, n_way)
+
+    @staticmethod
+    def _score(probs, y):
+        loss = -(probs.gather(1, y[:, None]).squeeze(1) + 1e-8).log().mean()
+        return loss, (probs.argmax(-1) == y).float().mean()
+
+    def meta_train_step(self, batch) -> dict[str, float]:
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        total_loss = total_acc = 0.0
+        for t in range(batch.n_tasks):
+            xs, xq = batch.support_x[t], batch.query_x[t]
+            z = self.model["conv"](torch.cat([xs, xq]))            # (S + Q, D)
+            probs = self._probs(z[: len(xs)], batch.support_y[t], z[len(xs):], batch.n_way)
+            loss, acc = self._score(probs, batch.query_y[t])
+            (loss / batch.n_tasks).backward()
+            total_loss += loss.item()
+            total_acc += acc.item()
+        self.opt.step()
+        self.sched.step()
+        return {"loss": total_loss / batch.n_tasks, "accuracy": total_acc / batch.n_tasks}
+
+    @torch.no_grad()
+    def evaluate(self, batch) -> dict[str, torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        T = batch.n_tasks
+        n_s, n_q = batch.support_x.shape[1], batch.query_x.shape[1]
+        x = torch.cat([batch.support_x, batch.query_x], 1)          # (T, n_s + n_q, C, H, W)
+        z = torch.cat([self.model["conv"](x[lo:lo + 8].flatten(0, 1)) for lo in range(0, T, 8)])
+        z = z.view(T, n_s + n_q, -1)
+        acc, loss = torch.zeros(T), torch.zeros(T)
+        for t in range(T):
+            probs = self._probs(z[t, :n_s], batch.support_y[t], z[t, n_s:], batch.n_way)
+            loss[t], acc[t] = self._score(probs, batch.query_y[t])
+        self.model.train(was_training)
+        return {"accuracy": acc, "loss": loss}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
