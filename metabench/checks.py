@@ -43,6 +43,9 @@ def _check_batch(suite: Suite, b: TaskBatch, n_tasks: int, n_way: int, n_shot: i
     for t in (b.support_x, b.query_x):
         assert bool(torch.isfinite(t.float()).all()), f"{suite.id}: non-finite inputs"
     assert len(b.descriptors) == n_tasks, f"{suite.id}: need one descriptor dict per task"
+    if suite.class_ids:
+        assert b.classes is not None and b.classes.shape == (n_tasks, n_way), f"{suite.id}: classes must be (T, n_way)"
+        assert all(len(set(row.tolist())) == n_way for row in b.classes), f"{suite.id}: a task repeats a class"
 
 
 def check_suite(suite: Suite) -> None:
@@ -84,11 +87,14 @@ def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 
     gen = torch.Generator().manual_seed(0)
     batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
     before = _snapshot(algo)
-    metrics = algo.meta_train_step(batch)
-    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
-        f"{name}: meta_train_step must return finite floats, got {metrics}"
-    after = _snapshot(algo)
-    assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
+    if cls.needs_training:
+        metrics = algo.meta_train_step(batch)
+        assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
+            f"{name}: meta_train_step must return finite floats, got {metrics}"
+        after = _snapshot(algo)
+        assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
+    else:
+        after = before   # nothing to learn: the engine runs zero training steps
     test = next(suite.fixed_tasks("test", 3, batch_size=3))
     state = {k: v for k, v in algo.state_dict().items()}
     out1 = algo.evaluate(test)

@@ -77,13 +77,16 @@ def cmd_list(args) -> int:
         data = f", needs {s.needs_data} data" if s.needs_data else ""
         print(f"  {s.id:<18} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
     print("\nAlgorithms:")
+    col = max(10, max(len(a.name) for a in algos) + 1)
     for a in algos:
-        print(f"  {a.name:<10} {a.family:<13} {', '.join(sorted(a.supports))}")
+        print(f"  {a.name:<{col}} {a.family:<13} {', '.join(sorted(a.supports))}")
     print("\nFits (yes / - with the reason):")
     width = max(len(s.id) for s in suites)
-    print(" " * (width + 4) + "".join(f"{a.name:<10}" for a in algos))
+    cols = {a.name: max(len(a.name) + 2, 5) for a in algos}
+    print(" " * (width + 4) + "".join(f"{a.name:<{cols[a.name]}}" for a in algos))
     for s in suites:
-        print(f"  {s.id:<{width}}  " + "".join(f"{'yes' if fits[a.name][s.id][0] else '-':<10}" for a in algos))
+        print(f"  {s.id:<{width}}  " + "".join(f"{'yes' if fits[a.name][s.id][0] else '-':<{cols[a.name]}}"
+                                              for a in algos))
     reasons = sorted({r for row in fits.values() for ok, r in row.values() if not ok})
     for r in reasons:
         print(f"  - {r}")

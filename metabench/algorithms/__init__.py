@@ -1,13 +1,18 @@
 """Meta-learning algorithms, registered by name."""
 from __future__ import annotations
 
+from metabench.algorithms.anil import ANIL
 from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.finetune import FineTune
 from metabench.algorithms.maml import FOMAML, MAML
+from metabench.algorithms.metasgd import MetaSGD
+from metabench.algorithms.pixel_centroid import PixelCentroid
 from metabench.algorithms.protonet import ProtoNet
+from metabench.algorithms.reptile import Reptile
 from metabench.registry import Registry
 
 ALGORITHMS: Registry = Registry("algorithm")
-for _cls in (MAML, FOMAML, ProtoNet):
+for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, FineTune, PixelCentroid):
     ALGORITHMS.add(_cls.name, _cls)
 
 __all__ = ["ALGORITHMS", "Algorithm", "TrainRequest"]

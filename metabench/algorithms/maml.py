@@ -182,6 +182,8 @@ class MAML(Algorithm):
         scores = torch.zeros(steps + 1, batch.n_tasks)
         losses = torch.zeros(batch.n_tasks)
         theta = {n: p.detach() for n, p in params_of(self.model).items()}
+        lr = self.inner_lrs()
+        lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
         with torch.enable_grad():
             for t in range(batch.n_tasks):
                 params = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
@@ -192,8 +194,7 @@ class MAML(Algorithm):
                         loss, score = self._score(out, yq)
                     scores[k, t] = score
                     if k < steps:
-                        params = adapt(self.model, params, xs, ys, self.loss_fn, 1, self.config.inner_lr,
-                                       create_graph=False)
+                        params = adapt(self.model, params, xs, ys, self.loss_fn, 1, lr, create_graph=False)
                         params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
                 losses[t] = loss
         metrics = {f"{key}@{k}": scores[k] for k in range(steps + 1)}
@@ -239,6 +240,10 @@ class MAML(Algorithm):
         set_primitive_norm(self.model, self.batching == "vmap")
 
     # --- helpers ------------------------------------------------------------------------------
+    def inner_lrs(self) -> float | Params:
+        """The inner step size: `inner_lr` here; Meta-SGD returns a learned tensor per parameter."""
+        return self.config.inner_lr
+
     def _score(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "classification":
             return classification_metrics(out, y)
@@ -252,7 +257,7 @@ class MAML(Algorithm):
         total_loss = total_score = 0.0
         for t in range(T):
             params = adapt(self.model, theta, batch.support_x[t], batch.support_y[t], self.loss_fn,
-                           c.inner_steps, c.inner_lr, create_graph=not c.first_order)
+                           c.inner_steps, self.inner_lrs(), create_graph=not c.first_order)
             out = forward(self.model, params, batch.query_x[t], batch.query_groups)
             loss, score = self._score(out, batch.query_y[t])
             (loss / T).backward()
@@ -267,7 +272,7 @@ class MAML(Algorithm):
         def support_loss(p):
             return self.loss_fn(forward(self.model, p, xs), ys)
 
-        params = theta
+        params, lr = theta, self.inner_lrs()
         for _ in range(c.inner_steps):
             if c.first_order:
                 # The gradient is still returned, but outer autograd does not record it: exact FOMAML.
@@ -275,7 +280,7 @@ class MAML(Algorithm):
                     g = grad(support_loss)(params)
             else:
                 g = grad(support_loss)(params)
-            params = {n: params[n] - c.inner_lr * g[n] for n in params}
+            params = {n: params[n] - (lr[n] if isinstance(lr, dict) else lr) * g[n] for n in params}
         return self._score(forward(self.model, params, xq, groups), yq)
 
     def _meta_grad_vmap(self, batch) -> tuple[float, float]:
