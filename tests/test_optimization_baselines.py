@@ -23,18 +23,6 @@ from metabench.results.writer import read_table
 from metabench.spec import Cell, Loop, loop_for
 from metabench.suites import TaskBatch, make_suite
 
-_PREPARED: dict[str, object] = {}
-
-
-@pytest.fixture
-def suite_by_id(shared_data):
-    def get(suite_id: str):
-        if suite_id not in _PREPARED:
-            _PREPARED[suite_id] = make_suite(suite_id).prepare(shared_data, "cpu", allow_download=False,
-                                                              progress=False)
-        return _PREPARED[suite_id]
-    return get
-
 
 def sinusoid():
     return make_suite("sinusoid-5shot").prepare(None, "cpu")

@@ -97,6 +97,14 @@ class Config:
 
 
 
+def build_model(suite, hidden: int, arch: str, seed: int):
+    """The MAML family's network for `suite` and its loss: a Conv-4 with `n_way` outputs (images)
+    or a 1-hidden-hidden-1 ReLU MLP (regression)."""
+    if suite.kind == "classification":
+        return seeded_init(seed, lambda: Conv4(1, hidden, suite.n_way, arch=arch)), F.cross_entropy
+    return seeded_init(seed, lambda: MLP((1, hidden, hidden, 1))), F.mse_loss
+
+
 class MAML(Algorithm):
     name = "maml"
     family = "optimization"
@@ -136,12 +144,7 @@ class MAML(Algorithm):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
         self.batching = config.batching   # 'auto' is resolved on the first meta-batch
-        if self.kind == "classification":
-            self.model = seeded_init(seed, lambda: Conv4(1, config.hidden, suite.n_way, arch=config.arch))
-            self.loss_fn = F.cross_entropy
-        else:
-            self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))
-            self.loss_fn = F.mse_loss
+        self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
         self.model.to(self.device)
         set_primitive_norm(self.model, self.batching == "vmap")
         self.batching_timings: dict[str, float] = {}

@@ -47,10 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.maml import build_model
 from metabench.errors import ConfigError
 from metabench.nn.functional import Params, adam_step, forward, params_of
-from metabench.nn.layers import MLP, Conv4
 
 
 @dataclass(frozen=True)
@@ -153,12 +153,7 @@ class Reptile(Algorithm):
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
-        if self.kind == "classification":
-            self.model = seeded_init(seed, lambda: Conv4(1, config.hidden, suite.n_way, arch=config.arch))
-            self.loss_fn = F.cross_entropy
-        else:
-            self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))
-            self.loss_fn = F.mse_loss
+        self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
         self.model.to(self.device)
         self.model.requires_grad_(False)   # only ever updated by hand (the interpolation)
         self.step = 0                       # meta-iterations done (for the annealing)
