@@ -35,8 +35,11 @@ Differences from the paper
       carried on is the average of the tasks' final states; the authors run tasks one after the
       other, each starting from the state the previous one left.
     * Convolutions have no bias (it sits right before batch norm, so its gradient is zero).
-    * Sinusoid regression (not in the paper's tables) follows the authors' blog demo: plain SGD
-      inner steps with step size 0.02, outer step 0.1 annealed to 0; a 1-40-40-1 ReLU MLP as MAML.
+    * Sinusoid regression (the paper shows it only as a figure): the few-shot setting with inner
+      Adam at step size 0.01, 5 steps on 10 points, outer step 1 annealed to 0, and MAML's
+      1-40-40-1 ReLU MLP.  The authors' blog demo (plain SGD, step 0.02, outer step 0.1, a tanh
+      net) did not learn with the ReLU MLP in 3,000 meta-iterations here (test MSE 3.07 after 10
+      steps vs 3.15 before), the Adam setting did (1.31).
     * The `quick` preset is the paper's setting with 10 times fewer meta-iterations (10,000).
 """
 from __future__ import annotations
@@ -130,8 +133,8 @@ class Reptile(Algorithm):
                                    test_inner_steps=50, test_inner_batch=5, outer_lr=1.0, outer_lr_final=0.0),
             "omniglot-20w1s": dict(inner_lr=5e-4, inner_steps=10, inner_batch=20, test_inner_batch=10),
             "omniglot-20w5s": dict(inner_lr=5e-4, inner_steps=10, inner_batch=20, test_inner_batch=10),
-            "regression": dict(inner_optimizer="sgd", inner_lr=0.02, inner_steps=5, inner_batch=10, train_shot=10,
-                               meta_batch_size=5, test_inner_steps=10, test_inner_batch=5, outer_lr=0.1,
+            "regression": dict(inner_optimizer="adam", inner_lr=0.01, inner_steps=5, inner_batch=10, train_shot=10,
+                               meta_batch_size=5, test_inner_steps=10, test_inner_batch=5, outer_lr=1.0,
                                hidden=40),
         },
         "smoke": {
