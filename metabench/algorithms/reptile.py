@@ -200,7 +200,7 @@ class Reptile(Algorithm):
             self.adam_t += c.inner_steps
         self.step += 1
         key = "accuracy" if self.kind == "classification" else "mse"
-        return {"loss": loss, key: score, "outer_lr": eps}
+        return {"loss": loss, key: score}
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
