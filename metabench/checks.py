@@ -14,7 +14,8 @@ from metabench.algorithms import ALGORITHMS
 from metabench.suites.base import KINDS, Suite, TaskBatch
 
 
-def _check_batch(suite: Suite, b: TaskBatch, n_tasks: int, n_way: int, n_shot: int, n_query: int) -> None:
+def _check_batch(suite: Suite, b: TaskBatch, n_tasks: int, n_way: int, n_shot: int, n_query: int,
+                 sampled: bool = False) -> None:
     assert b.n_tasks == n_tasks, f"{suite.id}: asked for {n_tasks} tasks, got {b.n_tasks}"
     for name in ("support_x", "support_y", "query_x", "query_y"):
         t = getattr(b, name)
@@ -43,6 +44,9 @@ def _check_batch(suite: Suite, b: TaskBatch, n_tasks: int, n_way: int, n_shot: i
     for t in (b.support_x, b.query_x):
         assert bool(torch.isfinite(t.float()).all()), f"{suite.id}: non-finite inputs"
     assert len(b.descriptors) == n_tasks, f"{suite.id}: need one descriptor dict per task"
+    if suite.class_ids and (b.classes is not None or sampled):   # fixed test tasks may omit them
+        assert b.classes is not None and b.classes.shape == (n_tasks, n_way), f"{suite.id}: classes must be (T, n_way)"
+        assert all(len(set(row.tolist())) == n_way for row in b.classes), f"{suite.id}: a task repeats a class"
 
 
 def check_suite(suite: Suite) -> None:
@@ -53,7 +57,7 @@ def check_suite(suite: Suite) -> None:
     assert isinstance(suite.version, int) and suite.version >= 1
     n_way, n_shot, n_query = suite.n_way, suite.n_shot, 3
     b1 = suite.sample("train", 4, torch.Generator().manual_seed(1), n_query=n_query)
-    _check_batch(suite, b1, 4, n_way, n_shot, n_query)
+    _check_batch(suite, b1, 4, n_way, n_shot, n_query, sampled=True)
     b2 = suite.sample("train", 4, torch.Generator().manual_seed(1), n_query=n_query)
     assert torch.equal(b1.support_x, b2.support_x) and torch.equal(b1.query_x, b2.query_x), \
         f"{suite.id}: the same generator seed gave different tasks"
@@ -82,18 +86,18 @@ def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 
     ok, _ = cls.fits(suite)
     assert ok, f"{name} does not fit {suite.id}"
     algo = cls(suite, cls.preset_config(preset, suite), suite.device, seed)
-    if getattr(cls, "needs_training", True):
-        req = algo.train_request()
-        gen = torch.Generator().manual_seed(0)
-        batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
-        before = _snapshot(algo)
+    req = algo.train_request()
+    gen = torch.Generator().manual_seed(0)
+    batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
+    before = _snapshot(algo)
+    if cls.needs_training:
         metrics = algo.meta_train_step(batch)
         assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
             f"{name}: meta_train_step must return finite floats, got {metrics}"
         after = _snapshot(algo)
         assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
-    else:   # a row that does not meta-train (classical baselines): the engine never calls meta_train_step
-        after = _snapshot(algo)
+    else:
+        after = before   # nothing to learn: the engine runs zero training steps
     test = next(suite.fixed_tasks("test", 3, batch_size=3))
     state = {k: v for k, v in algo.state_dict().items()}
     out1 = algo.evaluate(test)

@@ -40,7 +40,7 @@ class Loop:
     """How the engine drives one cell."""
 
     meta_steps: int = 1000
-    """Meta-training steps (one `meta_train_step` each)."""
+    """Meta-training steps (one `meta_train_step` each); 0 for algorithms with nothing to learn."""
     eval_every: int = 100
     """Validate every this many steps (and at the end)."""
     n_val_tasks: int = 100
@@ -55,8 +55,9 @@ class Loop:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ConfigError(f"loop setting {f.name} must be a positive integer, got {v!r}")
+            least = 0 if f.name == "meta_steps" else 1
+            if v is not None and (not isinstance(v, int) or v < least):
+                raise ConfigError(f"loop setting {f.name} must be an integer >= {least}, got {v!r}")
 
 
 LOOP_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -72,6 +73,8 @@ def loop_for(algorithm_cls, preset: str, suite) -> Loop:
     table = getattr(algorithm_cls, "LOOPS", {}).get(preset, {})
     values.update(table.get(suite.kind, {}))
     values.update(table.get(suite.id, {}))
+    if not getattr(algorithm_cls, "needs_training", True):
+        values["meta_steps"] = 0
     loop = Loop(**values)
     loop.validate()
     return loop

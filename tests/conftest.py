@@ -35,3 +35,23 @@ def omniglot(shared_data: Path, omniglot_cache: Path):
     from metabench.suites.omniglot_data import load_omniglot
 
     return load_omniglot(shared_data, allow_download=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def suite_by_id(shared_data: Path):
+    """suite id -> that suite prepared on the CPU from the staged data (each prepared once)."""
+    from metabench.suites import make_suite
+
+    prepared: dict[str, object] = {}
+
+    def get(suite_id: str):
+        from metabench.errors import DataUnavailable
+
+        if suite_id not in prepared:
+            try:
+                prepared[suite_id] = make_suite(suite_id).prepare(shared_data, "cpu", allow_download=False,
+                                                                 progress=False)
+            except DataUnavailable as exc:  # miniImageNet / CIFAR-100 are not staged; fake-data tests cover them
+                pytest.skip(f"{suite_id}: no data in {shared_data} ({exc})")
+        return prepared[suite_id]
+    return get

@@ -15,21 +15,6 @@ from metabench.registry import Registry
 from metabench.spec import RunSpec, parse_seeds
 from metabench.suites import SUITES, make_suite
 
-_PREPARED: dict[str, object] = {}
-
-
-@pytest.fixture
-def suite_by_id(shared_data):
-    def get(suite_id: str):
-        if suite_id not in _PREPARED:
-            try:
-                _PREPARED[suite_id] = make_suite(suite_id).prepare(shared_data, "cpu", allow_download=False,
-                                                                  progress=False)
-            except DataUnavailable as exc:  # miniImageNet / CIFAR-100 are not staged; fake-data tests cover them
-                pytest.skip(f"{suite_id}: no data in {shared_data} ({exc})")
-        return _PREPARED[suite_id]
-    return get
-
 
 # --- registry and spec ------------------------------------------------------------------------
 def test_registry_did_you_mean():

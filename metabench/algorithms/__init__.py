@@ -1,17 +1,22 @@
 """Meta-learning algorithms, registered by name."""
 from __future__ import annotations
 
+from metabench.algorithms.anil import ANIL
 from metabench.algorithms.base import Algorithm, TrainRequest
 from metabench.algorithms.classical import CLASSICAL
+from metabench.algorithms.finetune import FineTune
 from metabench.algorithms.maml import FOMAML, MAML
 from metabench.algorithms.mann import MANN
 from metabench.algorithms.matchingnet import MatchingNet
 from metabench.algorithms.metanet import MetaNet
+from metabench.algorithms.metasgd import MetaSGD
+from metabench.algorithms.pixel_centroid import PixelCentroid
 from metabench.algorithms.protonet import ProtoNet
+from metabench.algorithms.reptile import Reptile
 from metabench.registry import Registry
 
 ALGORITHMS: Registry = Registry("algorithm")
-for _cls in (MAML, FOMAML, ProtoNet, MatchingNet, MANN, MetaNet):
+for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, MatchingNet, MANN, MetaNet, FineTune, PixelCentroid):
     ALGORITHMS.add(_cls.name, _cls)
 for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb1, gittins, psrl, ...
     ALGORITHMS.add(_cls.name, _cls)

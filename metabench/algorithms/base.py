@@ -35,9 +35,15 @@ class Algorithm:
     needs_training: ClassVar[bool] = True
     #: preset name -> suite kind (or suite id) -> Config field overrides
     PRESETS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    #: False for algorithms with nothing to learn (e.g. pixel-centroid): the engine runs zero
+    #: meta-training steps and goes straight to the test tasks.
+    needs_training: ClassVar[bool] = True
 
     def __init__(self, suite: Suite, config: Any, device: torch.device, seed: int):
         self.suite, self.config, self.device, self.seed = suite, config, torch.device(device), seed
+        #: How many meta-training steps the engine will run (set by the engine before training;
+        #: None outside the engine).  For schedules that depend on it, e.g. Reptile's annealing.
+        self.total_meta_steps: int | None = None
 
     # --- the contract -------------------------------------------------------------------------
     def train_request(self) -> TrainRequest:

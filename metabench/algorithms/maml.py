@@ -97,6 +97,16 @@ class Config:
 
 
 
+def build_model(suite, hidden: int, arch: str, seed: int):
+    """The MAML family's network for `suite` and its loss: a Conv-4 with `n_way` outputs (images)
+    or a 1-hidden-hidden-1 ReLU MLP (regression)."""
+    if suite.kind == "classification":
+        channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+        return (seeded_init(seed, lambda: Conv4(channels, hidden, suite.n_way, image_size=size, arch=arch)),
+                F.cross_entropy)
+    return seeded_init(seed, lambda: MLP((1, hidden, hidden, 1))), F.mse_loss
+
+
 class MAML(Algorithm):
     name = "maml"
     family = "optimization"
@@ -136,14 +146,7 @@ class MAML(Algorithm):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
         self.batching = config.batching   # 'auto' is resolved on the first meta-batch
-        if self.kind == "classification":
-            channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
-            self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, suite.n_way,
-                                                         image_size=size, arch=config.arch))
-            self.loss_fn = F.cross_entropy
-        else:
-            self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))
-            self.loss_fn = F.mse_loss
+        self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
         self.model.to(self.device)
         set_primitive_norm(self.model, self.batching == "vmap")
         self.batching_timings: dict[str, float] = {}
@@ -184,6 +187,8 @@ class MAML(Algorithm):
         scores = torch.zeros(steps + 1, batch.n_tasks)
         losses = torch.zeros(batch.n_tasks)
         theta = {n: p.detach() for n, p in params_of(self.model).items()}
+        lr = self.inner_lrs()
+        lr = {n: v.detach() for n, v in lr.items()} if isinstance(lr, dict) else lr
         with torch.enable_grad():
             for t in range(batch.n_tasks):
                 params = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
@@ -194,8 +199,7 @@ class MAML(Algorithm):
                         loss, score = self._score(out, yq)
                     scores[k, t] = score
                     if k < steps:
-                        params = adapt(self.model, params, xs, ys, self.loss_fn, 1, self.config.inner_lr,
-                                       create_graph=False)
+                        params = adapt(self.model, params, xs, ys, self.loss_fn, 1, lr, create_graph=False)
                         params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
                 losses[t] = loss
         metrics = {f"{key}@{k}": scores[k] for k in range(steps + 1)}
@@ -241,6 +245,10 @@ class MAML(Algorithm):
         set_primitive_norm(self.model, self.batching == "vmap")
 
     # --- helpers ------------------------------------------------------------------------------
+    def inner_lrs(self) -> float | Params:
+        """The inner step size: `inner_lr` here; Meta-SGD returns a learned tensor per parameter."""
+        return self.config.inner_lr
+
     def _score(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "classification":
             return classification_metrics(out, y)
@@ -254,7 +262,7 @@ class MAML(Algorithm):
         total_loss = total_score = 0.0
         for t in range(T):
             params = adapt(self.model, theta, batch.support_x[t], batch.support_y[t], self.loss_fn,
-                           c.inner_steps, c.inner_lr, create_graph=not c.first_order)
+                           c.inner_steps, self.inner_lrs(), create_graph=not c.first_order)
             out = forward(self.model, params, batch.query_x[t], batch.query_groups)
             loss, score = self._score(out, batch.query_y[t])
             (loss / T).backward()
@@ -269,7 +277,7 @@ class MAML(Algorithm):
         def support_loss(p):
             return self.loss_fn(forward(self.model, p, xs), ys)
 
-        params = theta
+        params, lr = theta, self.inner_lrs()
         for _ in range(c.inner_steps):
             if c.first_order:
                 # The gradient is still returned, but outer autograd does not record it: exact FOMAML.
@@ -277,7 +285,7 @@ class MAML(Algorithm):
                     g = grad(support_loss)(params)
             else:
                 g = grad(support_loss)(params)
-            params = {n: params[n] - c.inner_lr * g[n] for n in params}
+            params = {n: params[n] - (lr[n] if isinstance(lr, dict) else lr) * g[n] for n in params}
         return self._score(forward(self.model, params, xq, groups), yq)
 
     def _meta_grad_vmap(self, batch) -> tuple[float, float]:

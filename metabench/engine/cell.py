@@ -153,6 +153,7 @@ class CellRunner:
         remove_temporaries(self.run_dir)   # left by a process killed in the middle of a write
         self.suite.prepare(self.data_root, self.device, allow_download=self.allow_download, progress=False)
         self.algo = self.algo_cls(self.suite, self.config, self.device, self.cell.seed)
+        self.algo.total_meta_steps = self.loop.meta_steps
         gen = torch.Generator().manual_seed(_train_seed(self.cell.seed))
         step, elapsed, started_at = 0, 0.0, now()
         # The training-metric average in progress (steps since the last curve row): checkpointed

@@ -1,6 +1,7 @@
 """Functional helpers for inner loops: parameter dicts and one SGD step on them."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -40,3 +41,14 @@ def adapt(model: torch.nn.Module, params: Params, x: torch.Tensor, y: torch.Tens
         loss = loss_fn(forward(model, params, x), y)
         params = sgd_step(params, loss, lr, create_graph=create_graph)
     return params
+
+
+def adam_step(params: Params, grads: Params, m: Params, v: Params, t: int, lr: float, beta1: float,
+              beta2: float, eps: float = 1e-8) -> tuple[Params, Params, Params]:
+    """One Adam step on params dicts, in TensorFlow's form (as in the Reptile authors' code):
+    `p -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)`; `t` counts from 1.
+    Pure (returns new dicts), so it runs under `torch.func.vmap`."""
+    m = {n: beta1 * m[n] + (1 - beta1) * grads[n] for n in params}
+    v = {n: beta2 * v[n] + (1 - beta2) * grads[n] * grads[n] for n in params}
+    lr_t = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    return {n: params[n] - lr_t * m[n] / (v[n].sqrt() + eps) for n in params}, m, v

@@ -51,7 +51,7 @@ class Conv4(nn.Module):
     test predictions independent of how queries are batched (ProtoNets' protocol).
     Conv biases are off: a bias right before batch norm has exactly zero gradient, and with Adam
     float32 noise in that zero becomes random steps (../shared/perf/RESULTS.md note 6).
-    `n_out=None` returns the flattened embedding.
+    `n_out=None` returns the flattened embedding; so does `forward(x, embed=True)` (the head's input).
     """
 
     def __init__(self, in_channels: int = 1, hidden: int = 64, n_out: int | None = None,
@@ -74,7 +74,10 @@ class Conv4(nn.Module):
         self.embedding_dim = hidden * hw * hw
         self.head = nn.Linear(self.embedding_dim, n_out) if n_out else None
 
-    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    head_prefix = "head."
+    """Parameter names of the output layer start with this (ANIL adapts only these)."""
+
+    def forward(self, x: torch.Tensor, groups: int = 1, embed: bool = False) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
             x = conv(x)
             x = norm(x, groups) if self.norm == "batch" else norm(x)
@@ -82,7 +85,7 @@ class Conv4(nn.Module):
             if self.arch == "pool":
                 x = F.max_pool2d(x, 2)
         z = x.flatten(1)  # (N, embedding_dim)
-        return self.head(z) if self.head is not None else z
+        return self.head(z) if self.head is not None and not embed else z
 
 
 class MLP(nn.Module):
@@ -91,9 +94,18 @@ class MLP(nn.Module):
     def __init__(self, sizes: tuple[int, ...] = (1, 40, 40, 1)):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head_prefix = f"layers.{len(self.layers) - 1}."
+        self.embedding_dim = sizes[-2]
 
-    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Linear:
+        return self.layers[-1]
+
+    def forward(self, x: torch.Tensor, groups: int = 1, embed: bool = False) -> torch.Tensor:
+        """`embed=True` stops before the last layer (returns its input, after the ReLU)."""
         for i, layer in enumerate(self.layers):
+            if embed and i == len(self.layers) - 1:
+                break
             x = layer(x)
             if i < len(self.layers) - 1:
                 x = F.relu(x)

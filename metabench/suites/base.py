@@ -36,6 +36,10 @@ class TaskBatch:
     query_groups: int = 1
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     task_ids: list[int] | None = None
+    classes: torch.Tensor | None = None
+    """(T, n_way) int64: which class of the split each label stands for (label c of task t is
+    class `classes[t, c]` of the split), for baselines that pre-train one classifier over all of a
+    split's classes (`finetune`).  None when the suite does not say (`Suite.class_ids`)."""
 
     @property
     def n_tasks(self) -> int:
@@ -43,7 +47,8 @@ class TaskBatch:
 
     def to(self, device: torch.device | str) -> "TaskBatch":
         return replace(self, support_x=self.support_x.to(device), support_y=self.support_y.to(device),
-                       query_x=self.query_x.to(device), query_y=self.query_y.to(device))
+                       query_x=self.query_x.to(device), query_y=self.query_y.to(device),
+                       classes=None if self.classes is None else self.classes.to(device))
 
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
@@ -54,7 +59,9 @@ class TaskBatch:
                        query_x=torch.cat([b.query_x for b in batches]),
                        query_y=torch.cat([b.query_y for b in batches]),
                        descriptors=[d for b in batches for d in b.descriptors],
-                       task_ids=ids or None)
+                       task_ids=ids or None,
+                       classes=None if any(b.classes is None for b in batches)
+                       else torch.cat([b.classes for b in batches]))
 
 
 class Suite:
@@ -72,6 +79,7 @@ class Suite:
     n_val_tasks: int = 600
     needs_data: ClassVar[str | None] = None   # dataset name under the data root, if any
     input_shape: tuple[int, ...] = ()         # one input, e.g. (C, H, W) = (1, 28, 28) for images
+    class_ids: ClassVar[bool] = False         # batches carry `classes` and `n_classes` works
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -106,6 +114,10 @@ class Suite:
     def _sample(self, split: str, n_tasks: int, generator: torch.Generator, *, n_way: int,
                 n_shot: int, n_query: int) -> TaskBatch:
         raise NotImplementedError
+
+    def n_classes(self, split: str) -> int:
+        """How many classes `split` holds (suites with `class_ids`; after `prepare`)."""
+        raise NotImplementedError(f"suite {self.id} does not number its classes")
 
     def task_seed(self, split: str, index: int) -> int:
         """The seed of fixed task `index` of `split`: stable across runs, machines and versions

@@ -169,6 +169,7 @@ class ImageClasses(Suite):
     kind = "classification"
     primary_metric = "accuracy"
     n_query_test = 15
+    class_ids = True
 
     def __init__(self, way: int, shot: int):
         super().__init__()
@@ -184,6 +185,9 @@ class ImageClasses(Suite):
             self._data = self._load(data_root, allow_download, progress)
         self._images = {s: t.to(device) for s, t in self._data.images.items()}
         return super().prepare(data_root, device)
+
+    def n_classes(self, split: str) -> int:
+        return len(self._data.classes[split])
 
     def _sample(self, split, n_tasks, generator, *, n_way, n_shot, n_query) -> TaskBatch:
         images = self._images[split]                                   # (C_split, N, ch, H, W)
@@ -208,4 +212,5 @@ class ImageClasses(Suite):
         yq = labels.repeat(n_query).expand(n_tasks, -1).contiguous()
         names = self._data.classes[split]
         desc = [{"classes": [names[int(c)] for c in row]} for row in pick]
-        return TaskBatch(xs, ys, xq, yq, n_way=n_way, query_groups=n_query, descriptors=desc)
+        return TaskBatch(xs, ys, xq, yq, n_way=n_way, query_groups=n_query, descriptors=desc,
+                         classes=pick.to(dev))

@@ -26,6 +26,7 @@ class Omniglot(Suite):
     split_scheme = "vinyals"
     needs_data = "omniglot"
     n_query_test = 15
+    class_ids = True
 
     def __init__(self, way: int, shot: int):
         super().__init__()
@@ -53,6 +54,9 @@ class Omniglot(Suite):
     def _split_pairs(self, data, split: str) -> list[tuple[int, int]]:
         """(character index, rotation in degrees) classes of one meta-split."""
         return data.split(self.split_scheme, split)
+
+    def n_classes(self, split: str) -> int:
+        return len(self._classes[split])
 
     def _sample(self, split, n_tasks, generator, *, n_way, n_shot, n_query) -> TaskBatch:
         classes = self._classes[split]
@@ -88,4 +92,5 @@ class Omniglot(Suite):
             names = [self._characters[int(c)] for c in char[t]]
             desc.append({"alphabets": [self._alphabets[int(c)] for c in char[t]],
                          "characters": names, "rotations": [int(r) * 90 for r in rot[t]]})
-        return TaskBatch(xs, ys, xq, yq, n_way=n_way, query_groups=n_query, descriptors=desc)
+        return TaskBatch(xs, ys, xq, yq, n_way=n_way, query_groups=n_query, descriptors=desc,
+                         classes=pick.to(dev))

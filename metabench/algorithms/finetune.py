@@ -1,0 +1,213 @@
+"""Fine-tuning baseline ("Baseline" of Chen et al.).
+
+Chen, Liu, Kira, Wang & Huang (2019). "A Closer Look at Few-shot Classification." ICLR.
+arXiv:1904.04232.
+
+Summary
+    No meta-learning: pre-train an ordinary classifier (Conv-4 + a linear layer over all of the
+    training split's classes) with minibatch Adam and cross-entropy; at test, freeze the
+    features and fit a new linear head on each task's support set, then classify the queries.
+    For regression (sinusoid) the same idea: pre-train a regressor on points pooled from many
+    tasks (it learns the average task), then fine-tune its last layer on the support set, as
+    the "pretrained" baseline of Finn et al. (2017, section 5.1).
+
+Implementation details
+    * The engine hands out tasks; a pre-training minibatch is one wide task: `batch_way` distinct
+      training classes x `per_class` images (support and query sets pooled), whose labels are
+      mapped to split-wide class ids through `TaskBatch.classes`.  So minibatches are
+      class-balanced samples of the training split rather than uniform draws of images.
+      Suites that do not number their classes (`Suite.class_ids`) do not fit.
+    * Standard batch norm with running statistics; features at test come from `eval()` mode, so
+      every query is classified on its own (`transductive=False`).
+    * The new head (zero-initialised, so no randomness at test) is fitted by `head_steps`
+      full-batch steps of SGD with momentum and weight decay on the support features, for every
+      task of an evaluation batch at once (each task's loss only touches its own head, and the
+      optimiser is element-wise, so results do not depend on the batching).
+    * Regression: the last layer starts from its pre-trained weights; `mse@k` after k steps.
+
+Differences from the paper
+    * No data augmentation, and a fixed number of minibatches (the preset) instead of Chen et
+      al.'s training epochs.
+    * The head is fitted with full-batch steps (Chen et al.: 100 iterations of minibatches of 4,
+      SGD lr 0.01, momentum 0.9, weight decay 0.001); with a support set of 5-25 examples the
+      full batch is at most a few of their minibatches, so the presets use step size 0.1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from metabench.algorithms.anil import Head, head_out
+from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.errors import ConfigError
+from metabench.nn.layers import MLP, Conv4
+
+
+@dataclass(frozen=True)
+class Config:
+    lr: float = 1e-3
+    """Adam learning rate of the pre-training."""
+    batch_way: int = 64
+    """Classification: distinct training classes per pre-training minibatch."""
+    per_class: int = 2
+    """Classification: images per class in a minibatch (>= 2: the engine's support + query)."""
+    batch_tasks: int = 25
+    """Regression: tasks pooled per pre-training minibatch (10 support + 10 query points each)."""
+    head_steps: int = 100
+    """Full-batch steps fitting the head on a test task's support set."""
+    head_lr: float = 0.1
+    """Step size of the head fit."""
+    head_momentum: float = 0.9
+    """Momentum of the head fit."""
+    head_weight_decay: float = 1e-3
+    """L2 weight decay of the head fit."""
+    arch: str = "pool"
+    """Conv-4 variant: 'pool' (Chen et al.'s Conv-4) or 'strided'."""
+    hidden: int = 64
+    """Conv-4 channels, or width of the MLP's two hidden layers (regression)."""
+
+    def validate(self) -> None:
+        for name in ("batch_way", "batch_tasks", "hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.per_class < 2:
+            raise ConfigError(f"per_class must be at least 2, got {self.per_class}")
+        if self.head_steps < 0 or self.head_weight_decay < 0 or not 0 <= self.head_momentum < 1:
+            raise ConfigError("head_steps and head_weight_decay must be >= 0 and head_momentum in [0, 1)")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ConfigError("lr and head_lr must be positive")
+
+
+class FineTune(Algorithm):
+    name = "finetune"
+    family = "baseline"
+    supports = frozenset({"classification", "regression"})
+    Config = Config
+    PRESETS = {
+        "paper": {"classification": dict(lr=1e-3, batch_way=64, per_class=2, head_steps=100, head_lr=0.1),
+                  "regression": dict(lr=1e-3, batch_tasks=25, head_steps=10, head_lr=0.01, head_momentum=0.0,
+                                     head_weight_decay=0.0, hidden=40)},
+        "smoke": {"classification": dict(batch_way=8, hidden=8, head_steps=5),
+                  "regression": dict(batch_tasks=4, hidden=16, head_steps=2, head_lr=0.01, head_momentum=0.0)},
+    }
+    PRESETS["quick"] = PRESETS["paper"]
+    LOOPS = {
+        "paper": {"classification": dict(meta_steps=20_000, eval_every=1000),
+                  "regression": dict(meta_steps=20_000, eval_every=1000)},
+        "quick": {"classification": dict(meta_steps=3_000, eval_every=500, n_val_tasks=200),
+                  "regression": dict(meta_steps=5_000, eval_every=1000, n_val_tasks=200)},
+    }
+
+    @classmethod
+    def fits(cls, suite) -> tuple[bool, str]:
+        ok, reason = super().fits(suite)
+        if ok and suite.kind == "classification" and not suite.class_ids:
+            return False, (f"finetune pre-trains a classifier over all training classes; {suite.id} does not "
+                           f"number its classes (Suite.class_ids)")
+        return ok, reason
+
+    def __init__(self, suite, config: Config, device, seed: int):
+        super().__init__(suite, config, device, seed)
+        self.kind = suite.kind
+        if self.kind == "classification":
+            n_classes = suite.n_classes("train")
+            channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+            self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, n_classes, image_size=size,
+                                                         arch=config.arch, norm="running"))
+        else:
+            self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))
+        self.model.to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    # --- contract -----------------------------------------------------------------------------
+    def train_request(self) -> TrainRequest:
+        c = self.config
+        if self.kind == "classification":
+            return TrainRequest(n_tasks=1, n_way=c.batch_way, n_shot=c.per_class - 1, n_query=1)
+        return TrainRequest(n_tasks=c.batch_tasks, n_shot=10, n_query=10)
+
+    def meta_parameters(self):
+        return dict(self.model.named_parameters())
+
+    def meta_train_step(self, batch) -> dict[str, float]:
+        """One ordinary minibatch step on the pooled examples of the batch's tasks."""
+        self.model.train()
+        x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
+        if self.kind == "classification":
+            y = torch.cat([batch.support_y, batch.query_y], 1)
+            y = torch.gather(batch.classes, 1, y).flatten()     # split-wide class ids
+        else:
+            y = torch.cat([batch.support_y, batch.query_y], 1).flatten(0, 1)
+        out = self.model(x)
+        self.opt.zero_grad(set_to_none=True)
+        if self.kind == "classification":
+            loss = F.cross_entropy(out, y)
+            metrics = {"accuracy": (out.argmax(-1) == y).float().mean().item()}
+        else:
+            loss = F.mse_loss(out, y)
+            metrics = {"mse": loss.item()}
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), **metrics}
+
+    @torch.no_grad()
+    def evaluate(self, batch) -> dict[str, torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        T = batch.n_tasks
+        zs = self.model(batch.support_x.flatten(0, 1), embed=True).view(T, batch.support_x.shape[1], -1)
+        zq = self.model(batch.query_x.flatten(0, 1), embed=True).view(T, batch.query_x.shape[1], -1)
+        self.model.train(was_training)
+        if self.kind == "classification":
+            D = zs.shape[-1]
+            head = {"weight": zs.new_zeros(T, batch.n_way, D), "bias": zs.new_zeros(T, batch.n_way)}
+            head = self.fit_head(zs, batch.support_y, head)
+            out = head_out(zq, head)
+            y = batch.query_y
+            loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            return {"accuracy": (out.argmax(-1) == y).float().mean(1).cpu(), "loss": loss.cpu()}
+        head = {n: p.detach().expand(T, *p.shape).clone() for n, p in
+                (("weight", self.model.head.weight), ("bias", self.model.head.bias))}
+        metrics = {}
+        report = {0, 1, 10, self.config.head_steps}
+
+        def score(k: int, h: Head) -> None:
+            if k in report:
+                metrics[f"mse@{k}"] = (head_out(zq, h) - batch.query_y).pow(2).flatten(1).mean(1).cpu()
+
+        self.fit_head(zs, batch.support_y, head, on_step=score)
+        metrics["mse"] = metrics["loss"] = metrics[f"mse@{self.config.head_steps}"]
+        return metrics
+
+    def fit_head(self, zs: torch.Tensor, ys: torch.Tensor, head: Head, on_step=None) -> Head:
+        """`head_steps` full-batch steps of SGD (momentum, weight decay) on every task's support
+        loss: zs (T, S, D) features, ys (T, S) labels or (T, S, 1) targets, heads (T, ...)."""
+        c = self.config
+        buf = {n: torch.zeros_like(t) for n, t in head.items()}
+        for k in range(c.head_steps):
+            if on_step is not None:
+                on_step(k, head)
+            with torch.enable_grad():
+                h = {n: t.detach().requires_grad_(True) for n, t in head.items()}
+                out = head_out(zs, h)
+                if self.kind == "classification":
+                    loss = F.cross_entropy(out.flatten(0, 1), ys.flatten(), reduction="sum") / zs.shape[1]
+                else:
+                    loss = (out - ys).pow(2).sum() / zs.shape[1]
+                grads = torch.autograd.grad(loss, list(h.values()))
+            for (n, t), g in zip(head.items(), grads):
+                g = g + c.head_weight_decay * t        # as torch.optim.SGD's weight_decay
+                buf[n] = c.head_momentum * buf[n] + g
+                head[n] = t - c.head_lr * buf[n]
+        if on_step is not None:
+            on_step(c.head_steps, head)
+        return head
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
