@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--format", default="table", help="table | csv | markdown (default: table)")
 
+    p = sub.add_parser("results", help="check a results folder")
+    rsub = p.add_subparsers(dest="results_command", metavar="ACTION")
+    r = rsub.add_parser("verify", help="check every results file and checkpoint; exit 1 if any is bad")
+    r.add_argument("--results-dir", default="results")
+    r.add_argument("--clean", action="store_true",
+                   help="delete temporary files of killed writers instead of listing them")
+
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download a dataset (checksums verified) into the data folder")
@@ -143,6 +150,16 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_results(args) -> int:
+    from metabench.results.verify import format_report, verify_results
+
+    if args.results_command != "verify":
+        raise MetabenchError("usage: metabench results verify [--results-dir DIR] [--clean]")
+    report = verify_results(Path(args.results_dir), clean=args.clean)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
 def cmd_data(args) -> int:
     from metabench.data import fetch_command
 
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     handlers = {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "data": cmd_data,
-                "app": cmd_app}
+                "app": cmd_app, "results": cmd_results}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:
