@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--no-download", action="store_true", help="never download missing datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="a JSON run spec {suites, algorithms, seeds, preset, device} instead of those options")
 
     p = sub.add_parser("leaderboard", help="the leaderboard in the terminal")
     p.add_argument("--suite", default=None, help="one suite (default: every suite with results)")
@@ -100,10 +102,13 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from metabench.data import resolve_data_root
     from metabench.engine.job import run_job
-    from metabench.spec import RunSpec, parse_list, parse_seeds
+    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds
 
-    spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
-                   tuple(parse_seeds(args.seeds)), args.preset, args.device)
+    if args.spec:
+        spec = load_spec(args.spec)
+    else:
+        spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
+                       tuple(parse_seeds(args.seeds)), args.preset, args.device)
     spec.validate()
     data_root = resolve_data_root(args.data_dir)
     report = run_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
