@@ -484,3 +484,31 @@ def test_json_of_fixture_is_untouched_by_verify(good):
     report = verify.verify_results(good)
     assert [p.path.name for p in report.bad] == [".tasks.parquet.abc123.tmp"]
     assert json.loads(json.dumps(report.checked)) == {"runs": 11, "curves": 21, "tasks": 10, "checkpoints": 0}
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+
+    from metabench.engine.cell import remove_stale_temporaries
+
+    dead = _dead_pid()
+    (tmp_path / "jobs" / "j1").mkdir(parents=True)
+    (tmp_path / "r1" / "checkpoints").mkdir(parents=True)
+    files = {
+        "job": tmp_path / "jobs" / "j1" / f".status.json.{dead}.abc.tmp",
+        "finished cell": tmp_path / "r1" / f".progress.json.{dead}.abc.tmp",
+        "checkpoint": tmp_path / "r1" / "checkpoints" / f".ckpt-00000002.pt.{dead}.abc.tmp",
+        "live": tmp_path / "r1" / f".runs.parquet.{os.getpid()}.abc.tmp",
+    }
+    for f in files.values():
+        f.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path, ["r1"]) == 3
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [files["live"]]
+    report = verify.verify_results(tmp_path)
+    assert report.ok and "a write in progress" in report.problems[0].what  # live: a note, not bad
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

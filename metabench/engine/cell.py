@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 import metabench
+from metabench import fsutil
 from metabench.algorithms import ALGORITHMS
 from metabench.engine.checkpoint import load_latest, save_checkpoint
 from metabench.engine.device import resolve_device
@@ -66,6 +67,19 @@ def cell_status(results_dir: Path, run_id: str) -> str | None:
         return str(read_table(path, "runs")["status"].iloc[0])
     except Exception:
         return None
+
+
+def remove_stale_temporaries(results_dir: Path, run_ids) -> int:
+    """Delete temporary files whose writer is dead, in the jobs folders and the given run folders.
+
+    A process killed in the middle of a write leaves its temporary file behind; a cell that is
+    resumed cleans its own folder, but a cell that had already finished (killed while writing
+    its last progress.json) or a killed job process (status.json) would keep them forever.
+    """
+    results_dir = Path(results_dir)
+    folders = [*(results_dir / "jobs").glob("*"), *(results_dir / r for r in run_ids),
+               *(results_dir / r / "checkpoints" for r in run_ids)]
+    return sum(len(fsutil.remove_temporaries(f)) for f in folders)
 
 
 def _train_seed(seed: int) -> int:

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from metabench.engine.cell import cell_status
-from metabench.fsutil import atomic_write_json, read_json, remove_temporaries
+from metabench.engine.cell import cell_status, remove_stale_temporaries
+from metabench.fsutil import atomic_write_json, read_json
 from metabench.errors import DataUnavailable, ResultsError
 from metabench.spec import Cell, RunSpec
 
@@ -92,9 +92,8 @@ def worker_env(threads: int) -> dict[str, str]:
 def run_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True,
             progress: bool = True, say: Callable[[str], None] = print) -> JobReport:
     results_dir = check_results_dir(Path(results_dir))
-    for old in (results_dir / "jobs").glob("*"):  # temporary files of job processes that were killed
-        remove_temporaries(old)
     cells, incompatible = spec.plan()
+    remove_stale_temporaries(results_dir, [c.run_id for c in cells])  # left by killed processes
     job_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     report = JobReport(job_id, incompatible=incompatible)
     for s, a, reason in incompatible:
