@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

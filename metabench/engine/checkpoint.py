@@ -72,10 +72,10 @@ def load_latest(folder: Path, map_location: str | torch.device = "cpu",
     for _, path in reversed(_ckpts(folder)):
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            reason = f"it cannot be read ({exc.strerror or exc})"
-        else:
-            reason = _why_bad(path, data)
+        except OSError as exc:  # unreadable (permissions, I/O error): skip it but keep it
+            log(f"checkpoint {path.name} skipped: it cannot be read ({exc.strerror or exc})")
+            continue
+        reason = _why_bad(path, data)
         if reason is None:
             try:
                 return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)

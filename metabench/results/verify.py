@@ -65,14 +65,6 @@ def _redo(path: Path, results_dir: Path | None = None) -> str:
             "command again to redo that cell")
 
 
-def table_of(path: Path) -> str | None:
-    """Which table a results file belongs to, from its name (None for anything else)."""
-    for table, pattern in GLOBS.items():
-        if Path(path).match(pattern.removeprefix("**/")) and not Path(path).name.startswith("."):
-            return table
-    return None
-
-
 def check_results_file(path: str | os.PathLike, table: str) -> Problem | None:
     """Read ``path`` fully and check it as a ``table`` file; None when it is good."""
     from metabench.results.writer import _check_values, file_checksum_ok
