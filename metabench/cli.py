@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true",
                    help="start the job in the background and return at once (follow it with `metabench jobs show ID`)")
 
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="a JSON run spec {suites, algorithms, seeds, preset, device} instead of those options")
+
     p = sub.add_parser("jobs", help="list, show, cancel or resume jobs (runs started by `metabench run` or the dashboard)")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
     j = jsub.add_parser("list", help="every job in the results folder, newest first")
@@ -65,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table",
                    help="table | csv | markdown | latex | parquet (default: table); parquet needs --output")
     p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
+
+    p = sub.add_parser("results", help="check a results folder")
+    rsub = p.add_subparsers(dest="results_command", metavar="ACTION")
+    r = rsub.add_parser("verify", help="check every results file and checkpoint; exit 1 if any is bad")
+    r.add_argument("--results-dir", default="results")
+    r.add_argument("--clean", action="store_true",
+                   help="delete temporary files of killed writers instead of listing them")
 
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -121,11 +132,17 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from metabench.data import resolve_data_root
     from metabench.engine.job import run_job
-    from metabench.spec import RunSpec, parse_list, parse_seeds
+    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds
 
-    spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
-                   tuple(parse_seeds(args.seeds)), args.preset, args.device, args.executor, args.workers,
-                   args.ray_address)
+    if args.spec:   # a JSON spec file; --executor/--workers/--ray-address still apply when given
+        spec = load_spec(args.spec)
+        extra = {k: v for k, v in (("executor", args.executor), ("workers", args.workers),
+                                   ("ray_address", args.ray_address)) if v not in (None, "local", 0)}
+        spec = dataclasses.replace(spec, **extra) if extra else spec
+    else:
+        spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
+                       tuple(parse_seeds(args.seeds)), args.preset, args.device, args.executor, args.workers,
+                       args.ray_address)
     spec.validate()
     data_root = resolve_data_root(args.data_dir)
     if args.detach:
@@ -292,6 +309,16 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_results(args) -> int:
+    from metabench.results.verify import format_report, verify_results
+
+    if args.results_command != "verify":
+        raise MetabenchError("usage: metabench results verify [--results-dir DIR] [--clean]")
+    report = verify_results(Path(args.results_dir), clean=args.clean)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
 def cmd_data(args) -> int:
     from metabench.data import fetch_command
 
@@ -331,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     handlers = {"list": cmd_list, "run": cmd_run, "jobs": cmd_jobs, "leaderboard": cmd_leaderboard,
-                "data": cmd_data, "app": cmd_app}
+                "data": cmd_data, "app": cmd_app, "results": cmd_results}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:

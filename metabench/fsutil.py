@@ -1,5 +1,16 @@
-"""Small file helpers shared by every layer: atomic writes (a file is whole or absent) and
-durable renames."""
+"""Small file helpers shared by every layer: atomic writes (a file is whole or absent), durable
+renames, clean-up of what a killed writer leaves behind, and the fault-injection hook.
+
+Temporary files are named ``.<target name>.<pid>.<random>.tmp`` beside their target: hidden (no
+results glob matches them), and carrying the writer's process id so that a leftover of a writer
+that is no longer alive can be told apart from a write in progress.
+
+Fault injection (for the crash tests only): ``METABENCH_FAULT=<point>:<n>`` makes the process
+``os._exit(137)`` -- as abrupt as SIGKILL: no cleanup, no flush -- the n-th time (1-based) it
+reaches ``fault(<point>)``. Points: ``write`` (half-way through writing any temporary file),
+``parquet`` (half-way through a results file), ``checkpoint`` (half-way through a checkpoint),
+``rename`` (temporary file complete, not yet renamed). Unset, the hook costs one comparison.
+"""
 from __future__ import annotations
 
 import json
@@ -7,6 +18,18 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+_FAULT_POINT, _, _FAULT_N = (os.environ.get("METABENCH_FAULT") or "").partition(":")
+_fault_counts: dict[str, int] = {}
+
+
+def fault(point: str) -> None:
+    """Die here (exit status 137, no cleanup) if METABENCH_FAULT names this point and count."""
+    if point != _FAULT_POINT:
+        return
+    _fault_counts[point] = _fault_counts.get(point, 0) + 1
+    if str(_fault_counts[point]) == _FAULT_N:
+        os._exit(137)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -23,16 +46,28 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
+def atomic_write_bytes(path: Path, data: bytes, *, fault_point: str | None = None) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`.
+
+    Any error (disk full, permission denied...) removes the temporary file and leaves an existing
+    `path` untouched. `fault_point` names an extra fault-injection point (see the module doc).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            if _FAULT_POINT:
+                f.flush()  # so a fault leaves a real half-written file behind
+                fault("write")
+                if fault_point:
+                    fault(fault_point)
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
+        fault("rename")
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
@@ -52,3 +87,45 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return default
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether `path` is named like a temporary file of ``atomic_write_bytes``."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that created temporary file `path` may still be writing it."""
+    parts = Path(path).name.split(".")
+    pid = parts[-3] if len(parts) >= 4 else ""
+    if not pid.isdigit():
+        return False  # an older name without a pid: nothing can tell, treat as stale
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != 0
+
+
+def remove_temporaries(folder: Path, *, only_stale: bool = True) -> list[Path]:
+    """Delete temporary files directly in `folder` that a killed writer left; returns them.
+
+    With ``only_stale`` (the default) a file whose writer process is still alive on this machine
+    is kept; pass False only when no other process can be writing in `folder`.
+    """
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if is_temporary(p) and p.is_file() and not (only_stale and _writer_alive(p)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed

@@ -39,9 +39,12 @@ class Registry(Generic[T]):
             raise ConfigError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
+        text = str(name)
+        # Long input: no fuzzy matching (quadratic) and a shortened echo, so the message stays one line.
+        close = difflib.get_close_matches(text, self._items, n=1, cutoff=0.5) if len(text) <= 100 else []
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}."
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        return f"Unknown {self.kind} {shown}.{hint} Known: {', '.join(self.names())}."
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -84,9 +84,11 @@ def parse_list(text: str | list[str] | tuple[str, ...], what: str) -> list[str]:
     """'a,b, c' -> ['a', 'b', 'c'] with duplicates removed (order kept); empty -> ConfigError."""
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
     out: list[str] = []
+    seen: set[str] = set()  # a set, so a huge list is still linear
     for item in items:
         item = str(item).strip()
-        if item and item not in out:
+        if item and item not in seen:
+            seen.add(item)
             out.append(item)
     if not out:
         raise ConfigError(f"--{what} needs at least one value, e.g. --{what} {'0,1,2' if what == 'seeds' else 'NAME'}")
@@ -96,8 +98,9 @@ def parse_list(text: str | list[str] | tuple[str, ...], what: str) -> list[str]:
 def parse_seeds(text: str | list) -> list[int]:
     seeds = []
     for s in parse_list(text, "seeds"):
-        if not re.fullmatch(r"\d+", s):
-            raise ConfigError(f"seeds must be non-negative integers separated by commas, got {s!r}")
+        if not re.fullmatch(r"[0-9]{1,12}", s):  # ASCII digits; the length bound keeps int() cheap
+            raise ConfigError(f"seeds must be non-negative integers (0..{MAX_SEED}) separated by commas, "
+                              f"got {s[:40]!r}")
         v = int(s)
         if v > MAX_SEED:
             raise ConfigError(f"seed {v} is too large; use 0..{MAX_SEED}")
@@ -152,60 +155,85 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, d: object) -> "RunSpec":
-        """A RunSpec from its JSON form (spec.json, the Launch page), validated; ConfigError if malformed."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"a run spec must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ConfigError(f"unknown run spec field(s) {', '.join(map(repr, extra))}; known: {', '.join(sorted(known))}")
-        missing = [k for k in ("suites", "algorithms") if k not in d]
-        if missing:
-            raise ConfigError(f"a run spec needs {' and '.join(missing)}, e.g. "
-                              f'{{"suites": ["sinusoid-5shot"], "algorithms": ["maml"]}}')
-        kw = dict(d)
-        for key in ("suites", "algorithms"):
-            if key in kw:
-                kw[key] = tuple(parse_list(kw[key] if isinstance(kw[key], (list, tuple)) else str(kw[key]), key))
-        if "seeds" in kw:
-            seeds = kw["seeds"]
-            kw["seeds"] = tuple(parse_seeds([str(x) for x in seeds] if isinstance(seeds, (list, tuple)) else str(seeds)))
-        spec = cls(**kw)
-        spec.validate()
-        return spec
+        """A RunSpec from its JSON form (spec.json, the Launch page); the same as ``from_dict``."""
+        return cls.from_dict(d)
 
     def validate(self) -> None:
         from metabench.algorithms import ALGORITHMS
         from metabench.suites import SUITES
 
-        if not isinstance(self.preset, str) or self.preset not in PRESETS:
+        for what in ("suites", "algorithms", "seeds"):
+            value = getattr(self, what)
+            if not isinstance(value, (tuple, list)) or not value:
+                raise ConfigError(f"{what} must be a non-empty list, got {_short(value)}")
+        for what in ("suites", "algorithms"):
+            bad = [v for v in getattr(self, what) if not isinstance(v, str) or not v.strip()]
+            if bad:
+                raise ConfigError(f"{what} must be names (strings), got {_short(bad[0])}")
+        bad = [v for v in self.seeds if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED]
+        if bad:
+            raise ConfigError(f"seeds must be integers in 0..{MAX_SEED}, got {_short(bad[0])}")
+        n = len(self.suites) * len(self.algorithms) * len(self.seeds)
+        if n > MAX_CELLS:
+            raise ConfigError(f"the grid has {n} cells; at most {MAX_CELLS} per run — split it into several runs")
+        if not isinstance(self.preset, str):
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {_short(self.preset)}")
+        if self.preset not in PRESETS:
             import difflib
 
             close = difflib.get_close_matches(str(self.preset), PRESETS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown preset {self.preset!r}.{hint} Presets: {', '.join(PRESETS)}.")
         if not isinstance(self.device, str) or self.device not in DEVICES:
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {_short(self.device)}")
         if self.executor not in EXECUTORS:
-            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {_short(self.executor)}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= MAX_WORKERS:
-            raise ConfigError(f"--workers must be an integer from 0 (automatic) to {MAX_WORKERS}, got {self.workers!r}")
+            raise ConfigError(f"--workers must be an integer from 0 (automatic) to {MAX_WORKERS}, got {_short(self.workers)}")
         if self.ray_address is not None:
             if self.executor != "ray":
                 raise ConfigError("--ray-address only applies with --executor ray")
             if not isinstance(self.ray_address, str) or not _RAY_ADDRESS.fullmatch(self.ray_address):
                 raise ConfigError(f"--ray-address must be 'auto', HOST:PORT or ray://HOST:PORT, "
                                   f"got {str(self.ray_address)[:80]!r}")
-        for name in ("suites", "algorithms", "seeds"):
-            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
-                raise ConfigError(f"{name} must be a non-empty list, got {getattr(self, name)!r}")
         for s in self.suites:
             SUITES.get(s)
         for a in self.algorithms:
             ALGORITHMS.get(a)
-        n = len(self.suites) * len(self.algorithms) * len(self.seeds)
-        if n > MAX_CELLS:
-            raise ConfigError(f"the grid has {n} cells; at most {MAX_CELLS} per run — split it into several runs")
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "RunSpec":
+        """A validated RunSpec from a JSON object (a spec file, a form): ``suites`` and
+        ``algorithms`` (lists of names or comma-separated text), optional ``seeds`` (list of
+        integers or comma-separated text), ``preset``, ``device``, ``executor``, ``workers`` and
+        ``ray_address``. ConfigError otherwise."""
+        if not isinstance(obj, dict):
+            raise ConfigError(f"a run spec must be a JSON object with keys {', '.join(SPEC_KEYS)}, "
+                              f"got {type(obj).__name__}")
+        unknown = sorted(str(k) for k in obj if k not in SPEC_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown run spec key(s) {', '.join(map(_short, unknown))}; expected "
+                              f"{', '.join(SPEC_KEYS)}")
+        for key in ("suites", "algorithms"):
+            if key not in obj:
+                raise ConfigError(f"the run spec needs {key!r}, e.g. {{\"{key}\": [\"NAME\"]}}")
+
+        def names(key: str) -> tuple[str, ...]:
+            value = obj[key]
+            if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                return tuple(parse_list(value, key))
+            raise ConfigError(f"{key} must be a list of names or comma-separated text, got {_short(value)}")
+
+        seeds = obj.get("seeds", [0])
+        if isinstance(seeds, str):
+            seeds = parse_seeds(seeds)
+        elif not isinstance(seeds, list):
+            raise ConfigError(f"seeds must be a list of integers or comma-separated text, got {_short(seeds)}")
+        spec = cls(names("suites"), names("algorithms"), tuple(seeds), obj.get("preset", "quick"),
+                   obj.get("device", "auto"), obj.get("executor", "local"), obj.get("workers", 0),
+                   obj.get("ray_address"))
+        spec.validate()
+        return spec
 
     def plan(self) -> tuple[list[Cell], list[tuple[str, str, str]]]:
         """(cells to run, [(suite, algorithm, reason it is skipped)])."""
@@ -223,3 +251,29 @@ class RunSpec:
                     continue
                 cells.extend(Cell(s, a, seed, self.preset, self.device) for seed in self.seeds)
         return cells, skipped
+
+
+SPEC_KEYS = ("suites", "algorithms", "seeds", "preset", "device", "executor", "workers", "ray_address")
+
+
+def _short(value: Any) -> str:
+    """repr of a user's value, cut to 60 characters so one bad value cannot flood the message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_spec(path: Any) -> RunSpec:
+    """Read and validate a JSON run spec file (see ``RunSpec.from_dict``); ConfigError otherwise."""
+    try:
+        text = open(path, encoding="utf-8").read()  # noqa: SIM115 - any error becomes one sentence
+    except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot read the run spec file {_short(str(path))}: {reason}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the run spec file {_short(str(path))} is not valid JSON: {exc.msg} at line "
+                          f"{exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"the run spec file {_short(str(path))} is nested too deeply") from None
+    return RunSpec.from_dict(obj)

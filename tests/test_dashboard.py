@@ -223,3 +223,18 @@ assert "torch" not in sys.modules, "torch was imported"
     env = {**__import__("os").environ, "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_corrupt_file_banner_names_it_and_pages_still_work(monkeypatch, fixture_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(fixture_dir, tmp_path / "results")
+    bad = sorted(folder.glob("omniglot-5w1s-v2-maml-s*/tasks.parquet"))[0]
+    bad.write_bytes(bad.read_bytes()[:-50])  # truncated
+    at = _app(monkeypatch, folder).run()
+    assert not at.exception, at.exception
+    banner = [w.value for w in at.warning]
+    assert len(banner) == 1 and str(bad) in banner[0] and "run the same `metabench run` command" in banner[0]
+    assert {m.label: m.value for m in at.metric}["Runs"] == "11"
+    at = _leaderboard(at)  # (AppTest runs the page alone; the server runs app.py, banner included)
+    assert at.dataframe  # the leaderboard works on the remaining files

@@ -208,8 +208,8 @@ def test_spec_from_json_validates(tmp_path):
                      ({"suites": ["sinusoid-5shot"], "algorithms": ["maml"], "executor": "ray",
                        "ray_address": "h:1; rm -rf /"}, "--ray-address"),
                      ({"suites": ["sinusoid-5shot"], "algorithms": ["maml"], "ray_address": "h:1"}, "only applies"),
-                     ({"suites": ["sinusoid-5shot"]}, "needs algorithms"),
-                     ({"suites": ["sinusoid-5shot"], "algorithms": ["maml"], "oops": 1}, "unknown run spec field")]:
+                     ({"suites": ["sinusoid-5shot"]}, "needs 'algorithms'"),
+                     ({"suites": ["sinusoid-5shot"], "algorithms": ["maml"], "oops": 1}, "unknown run spec key")]:
         with pytest.raises(ConfigError, match=msg):
             RunSpec.from_json(bad)
 

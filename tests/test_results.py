@@ -27,6 +27,7 @@ from metabench.results import (
     write_fixture_results,
     write_table,
 )
+from metabench import fsutil
 from metabench.results import metrics, writer
 from metabench.results.query import fingerprint
 
@@ -100,11 +101,10 @@ def test_failed_write_leaves_old_file_intact_and_no_temporary(tmp_path, monkeypa
     with pytest.raises(ResultsError):  # fails validation, before any file is opened
         write_table([{"run_id": "r1"}], path, "tasks")
 
-    def half_write(table, where, **kwargs):
-        where.write(b"PAR1 half a file")
-        raise OSError("disk full")
+    def disk_full(fd):  # the temporary file holds the bytes; making them durable fails
+        raise OSError(28, "disk full")
 
-    monkeypatch.setattr(writer.pq, "write_table", half_write)
+    monkeypatch.setattr(fsutil.os, "fsync", disk_full)
     with pytest.raises(ResultsError, match="disk full"):
         write_table(_tasks_rows(n=2), path, "tasks")
     assert path.read_bytes() == before

@@ -226,6 +226,22 @@ def aggregate(families: list[str] | None, presets: list[str] | None) -> Aggregat
     return _cached("aggregate", families=families, presets=presets)
 
 
+def problems_banner() -> None:
+    """A warning naming each results file every query skips (corrupt or from an incompatible
+    version) and what to do about it; nothing when all files are good."""
+    problems = _cached("problems")
+    if not problems:
+        return
+    shown = "\n".join(f"- `{p.path}` {p.what}. {p.action}." for p in problems[:10])
+    more = f"\n- ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    st.warning(
+        f"{len(problems)} results file(s) cannot be used; every page shows the remaining results.\n\n"
+        f"{shown}{more}\n\nCheck the whole folder with `metabench results verify --results-dir "
+        f"{results_dir()}`.",
+        icon="⚠️",
+    )
+
+
 @contextmanager
 def errors_as_messages() -> Iterator[None]:
     """Show a MetabenchError as one red sentence and stop the page, instead of a traceback."""

@@ -18,6 +18,7 @@ import math
 import platform
 import re
 import resource
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -27,10 +28,12 @@ from typing import Any, Callable
 import torch
 
 import metabench
+from metabench import fsutil
 from metabench.algorithms import ALGORITHMS
 from metabench.engine.checkpoint import load_latest, save_checkpoint
 from metabench.engine.device import resolve_device
 from metabench.errors import ConfigError
+from metabench.results.ids import check_run_id
 from metabench.results.writer import read_table, remove_temporaries, write_table
 from metabench.spec import Cell, Loop, loop_for
 from metabench.suites import make_suite
@@ -85,6 +88,7 @@ class CellRunner:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.data_root, self.allow_download = data_root, allow_download
         self.progress = progress or (lambda info: None)
+        check_run_id(cell.run_id)  # a folder name under results_dir, never a path out of it
         self.device = resolve_device(cell.device)
         self.suite = make_suite(cell.suite)
         self.algo_cls = ALGORITHMS.get(cell.algorithm)
@@ -98,6 +102,13 @@ class CellRunner:
             loop.validate()
         self.loop: Loop = loop
         self.n_test = loop.n_test_tasks or self.suite.n_test_tasks
+
+    def log(self, message: str) -> None:
+        """One line in the cell's `events.log` (resumes, skipped checkpoints) and on stderr."""
+        line = f"{now().isoformat(timespec='seconds')} {message}\n"
+        with open(self.run_dir / "events.log", "a", encoding="utf-8") as f:
+            f.write(line)
+        print(f"{self.cell.run_id}: {message}", file=sys.stderr)
 
     # --- records ------------------------------------------------------------------------------
     def _runs_row(self, status: str, *, started_at, finished_at=None, wall=0.0, steps=0,
@@ -160,13 +171,17 @@ class CellRunner:
         # too, so a cell stopped between two log steps resumes with identical curve rows.
         acc: dict[str, float] = {}
         n_acc = 0
-        state = load_latest(self.ckpt_dir, map_location=self.device)
+        had_checkpoints = any(self.ckpt_dir.glob("ckpt-*.pt"))
+        state = load_latest(self.ckpt_dir, map_location=self.device, log=self.log)
         if state is not None:
             self.algo.load_state_dict(state["algo"])
             gen.set_state(state["generator"])
             step, elapsed = int(state["step"]), float(state["elapsed"])
             started_at = datetime.fromisoformat(state["started_at"])
             acc, n_acc = dict(state.get("acc", {})), int(state.get("n_acc", 0))
+            self.log(f"resumed from the checkpoint of step {step}")
+        elif had_checkpoints:
+            self.log("no usable checkpoint left; restarting the cell from step 0")
         self._drop_curve_parts_after(step)
         self._write_runs(status="running", started_at=started_at, wall=elapsed, steps=step)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metabench.engine.jobstore import (LIVE, cell_status, existing_job_dir, identity, job_dir, new_job_id,
-                                       read_spec, read_status)
+                                       read_spec, read_status, remove_stale_temporaries)
 from metabench.engine.worker import BUSY, FINAL, NOT_STARTED
 from metabench.errors import ConfigError, DataUnavailable, MetabenchError, ResultsError
 from metabench.fsutil import atomic_write_json, read_json
@@ -226,6 +226,7 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
     saved = read_spec(jdir)
     spec = RunSpec.from_json(saved["spec"])
     cells = [Cell.from_json(c) for c in saved["cells"]]
+    remove_stale_temporaries(results_dir, [c.run_id for c in cells])  # left by killed processes
     data_root = saved.get("data_root")
     report = JobReport(job_id, incompatible=[tuple(x) for x in saved.get("incompatible", [])])
     (jdir / "cancel").unlink(missing_ok=True)  # a resumed job starts afresh

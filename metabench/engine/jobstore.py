@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from metabench.errors import ConfigError
+from metabench import fsutil
 from metabench.fsutil import atomic_write_json, read_json
 from metabench.spec import Cell, check_id
 
@@ -227,3 +228,16 @@ def launch_detached(results_dir: Path, job_id: str) -> int:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc.pid
+
+
+def remove_stale_temporaries(results_dir: Path, run_ids) -> int:
+    """Delete temporary files whose writer is dead, in the jobs folders and the given run folders.
+
+    A process killed in the middle of a write leaves its temporary file behind; a cell that is
+    resumed cleans its own folder, but a cell that had already finished (killed while writing
+    its last progress.json) or a killed job process (status.json) would keep them forever.
+    """
+    results_dir = Path(results_dir)
+    folders = [*(results_dir / "jobs").glob("*"), *(results_dir / r for r in run_ids),
+               *(results_dir / r / "checkpoints" for r in run_ids)]
+    return sum(len(fsutil.remove_temporaries(f)) for f in folders)

@@ -1,11 +1,13 @@
 """Read-only queries over a results folder, in DuckDB.
 
-Every table is read straight from the Parquet files with one glob per table (see
-``schema.GLOBS``), so new runs appear as soon as their files are renamed into place. SQL text is
+Every table is read straight from the Parquet files found by one glob per table (see
+``schema.GLOBS``), so new runs appear as soon as their files are renamed into place. Each file is
+checked first (cached; see ``verify``): a corrupt or incompatible one is left out of every query
+and listed by ``ResultsDB.problems()``. SQL text is
 constant; suite names, metrics and paths are always bound as parameters.
 
 Queries never raise because a folder is empty or missing: they return empty frames with the
-documented columns. A file DuckDB cannot read raises ResultsError naming the folder.
+documented columns.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import pandas as pd
 
 from metabench.errors import ResultsError
 from metabench.results import metrics as _metrics
+from metabench.results.ids import run_dir
 from metabench.results.published import attach_published
 from metabench.results.schema import CURVES, GLOBS, RUNS, TASKS
 from metabench.results.stats import ci_halfwidth, paired_comparison
+from metabench.results.verify import Problem, check_results_file_cached
 
 #: Columns of ``ResultsDB.leaderboard``, in order.
 LEADERBOARD_COLUMNS = [
@@ -472,20 +476,51 @@ class ResultsDB:
             return _empty(TASKS_COLUMNS)
         return self._query(_TASKS_SQL, params)
 
+    def problems(self) -> list[Problem]:
+        """Results files that every query leaves out, each with what is wrong and what to do.
+
+        A file is checked once (full read, checksums, schema; see ``metabench.results.verify``)
+        and remembered until its size or mtime changes, so this is cheap on every rerun.
+        """
+        return [problem for table in GLOBS for _, problem in self._files(table) if problem is not None
+                and problem.severity == "bad"]
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of ``run_id`` (ConfigError for an id that is not a plain folder name)."""
+        return run_dir(self.results_dir, run_id)
+
     # -- helpers -------------------------------------------------------------------------------
 
+    def _files(self, table: str) -> list[tuple[Path, Problem | None]]:
+        return [(path, check_results_file_cached(path, table))
+                for path in sorted(self.results_dir.glob(GLOBS[table]))]
+
     def _params(self, *tables: str, **params: Any) -> dict[str, Any] | None:
-        """Bind each table's glob; None when some table has no file yet (-> empty result)."""
+        """Bind each table's list of good files; None when some table has none (-> empty result).
+
+        An explicit list rather than a glob, so a corrupt or incompatible file (see
+        ``problems``) is left out and every query works on the remaining files.
+        """
         for table in tables:
-            if next(self.results_dir.glob(GLOBS[table]), None) is None:
+            good = [str(path) for path, problem in self._files(table)
+                    if problem is None or problem.severity != "bad"]
+            if not good:
                 return None
-            params[table] = str(self.results_dir / GLOBS[table])
+            params[table] = good
         return params
 
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
         try:
-            with self._lock:  # one DuckDB connection, shared by the dashboard's threads
-                return self._con.execute(sql, params).df()
+            try:
+                with self._lock:  # one DuckDB connection, shared by the dashboard's threads
+                    return self._con.execute(sql, params).df()
+            except duckdb.IOException:
+                # A resuming cell deletes its curve parts newer than its checkpoint: drop files
+                # that vanished since they were listed and try once more.
+                params = {k: [f for f in v if Path(f).exists()] if k in GLOBS else v
+                          for k, v in params.items()}
+                with self._lock:
+                    return self._con.execute(sql, params).df()
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise ResultsError(

@@ -49,7 +49,7 @@ RUNS = pa.schema(
         _field("started_at", UTC_TIMESTAMP, "When the run started (UTC)."),
         _field("finished_at", UTC_TIMESTAMP, "When the run ended (UTC); null while running.", nullable=True),
         _field("wall_time_s", pa.float64(), "Wall-clock seconds spent so far (all attempts)."),
-        _field("peak_memory_mb", pa.float64(), "Peak device memory in MiB; NaN when unknown."),
+        _field("peak_memory_mb", pa.float64(), "Peak memory of the cell's process in MiB: max RSS on CPU (getrusage), max allocated on CUDA; NaN when unknown."),
         _field("meta_steps", pa.int64(), "Meta-steps completed."),
         _field("primary_metric", pa.string(), "The suite's headline test metric, e.g. 'accuracy'."),
         _field("transductive", pa.bool_(), "Whether test queries are processed together (transductive)."),

@@ -3,15 +3,14 @@
 ``write_table`` is what the engine calls. It writes to a hidden temporary file in the target
 folder, flushes and fsyncs it, then ``os.replace``-s it over the target, so a reader (or a
 killed writer) only ever sees the old file or the new one, never half of one. Pages carry CRC
-checksums (``write_page_checksum``) and ``read_table`` verifies them, so a corrupted file is
-detected rather than read.
+checksums (``write_page_checksum``) and the footer a sha256 of the whole file; ``read_table``
+verifies both, so a corrupted file is detected rather than read.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metabench.errors import ResultsError
+from metabench.errors import ConfigError, ResultsError
+from metabench.results.ids import check_run_id
 from metabench.results.schema import SCHEMAS, SPLITS, STATUSES, TableName, schema_for
-from metabench.fsutil import fsync_dir
+from metabench.fsutil import atomic_write_bytes
+from metabench.fsutil import remove_temporaries as _remove_temporaries
+
+#: Footer key of the whole-file sha256 (see ``parquet_bytes``).
+CHECKSUM_KEY = "metabench.sha256"
+_PLACEHOLDER = b"metabench-whole-file-sha256-placeholder".ljust(64, b"-")
 
 Records = pd.DataFrame | pa.Table | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
@@ -35,40 +40,89 @@ def write_table(data: Records, path: str | os.PathLike, table: TableName) -> Pat
     or an iterable of records. Columns must match the schema exactly (any order); a missing or
     extra column, a value that cannot be cast, a null in a required column or an unknown
     status/split raises ResultsError naming the column. Returns the path written.
+
+    A write that fails (disk full, permission denied) raises ResultsError and leaves an existing
+    file at ``path`` as it was.
     """
     path = Path(path)
-    arrow = to_arrow(data, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name starts with a dot and ends in .tmp, so no results glob matches it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    payload = parquet_bytes(to_arrow(data, table))
     try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(arrow, f, write_page_checksum=True, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ResultsError(f"Could not write {path}: {exc}. Check the folder is writable.") from exc
-        raise
-    fsync_dir(path.parent)
+        # The temporary name starts with a dot and ends in .tmp, so no results glob matches it.
+        atomic_write_bytes(path, payload, fault_point="parquet")
+    except OSError as exc:
+        raise ResultsError(
+            f"Could not write {path}: {exc.strerror or exc}. Earlier results are intact; free "
+            "space or make the folder writable, then run the same command again to resume."
+        ) from exc
     return path
 
 
+def parquet_bytes(arrow: pa.Table) -> bytes:
+    """The Parquet file for ``arrow``: zstd, CRC page checksums, and a whole-file sha256.
+
+    Page checksums cover page data only, not page headers or the footer (where a flipped bit can
+    change statistics DuckDB filters on). So the footer also holds ``metabench.sha256``: the
+    sha256 of the whole file as written with ``_PLACEHOLDER`` in that value's place (see
+    ``file_checksum_ok``).
+    """
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, arrow.schema, write_page_checksum=True, compression="zstd") as w:
+        w.write_table(arrow)
+        w.add_key_value_metadata({CHECKSUM_KEY: _PLACEHOLDER.decode()})
+    data = bytearray(sink.getvalue().to_pybytes())
+    pos = _placeholder_position(data, _PLACEHOLDER)
+    data[pos : pos + len(_PLACEHOLDER)] = hashlib.sha256(data).hexdigest().encode()
+    return bytes(data)
+
+
+def file_checksum_ok(data: bytes, metadata: Mapping[bytes, bytes] | None) -> bool | None:
+    """Whether the whole-file sha256 in a results file's footer matches its bytes.
+
+    ``metadata`` is the file's footer key-value metadata. None when the file carries no
+    checksum (written by metabench before whole-file checksums).
+    """
+    metadata = metadata or {}
+    digest = metadata.get(CHECKSUM_KEY.encode())
+    if digest is None:
+        # A file from before whole-file checksums holds only pyarrow's schema; any other key
+        # means ours was damaged (a flipped bit in its name), which must not pass as "old".
+        legacy = set(metadata) <= {b"ARROW:schema"} and CHECKSUM_KEY.encode() not in data[-65536:]
+        return None if legacy else False
+    if len(digest) != len(_PLACEHOLDER):
+        return False
+    try:
+        pos = _placeholder_position(data, digest)
+    except ValueError:
+        return False
+    blank = data[:pos] + _PLACEHOLDER + data[pos + len(digest) :]
+    return hashlib.sha256(blank).hexdigest().encode() == digest
+
+
+def _placeholder_position(data: bytes | bytearray, value: bytes) -> int:
+    """Where ``value`` sits in the footer (the last occurrence after the last data page)."""
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    pos = data.rfind(value, max(footer, 0))
+    if pos < 0:
+        raise ValueError("checksum value not found in the footer")
+    return pos
+
+
 def read_table(path: str | os.PathLike, table: TableName) -> pd.DataFrame:
-    """Read one results file back as a DataFrame, verifying page checksums and the schema.
+    """Read one results file back as a DataFrame, verifying checksums and the schema.
 
     A missing, corrupted or foreign file raises ResultsError saying which file.
     """
     path = Path(path)
     schema = schema_for(table)
     try:
-        arrow = pq.read_table(path, page_checksum_verification=True)
+        data = path.read_bytes()
+        pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        if file_checksum_ok(data, pf.metadata.metadata) is False:
+            raise pa.ArrowInvalid("its whole-file sha256 does not match")
+        arrow = pf.read()
     except FileNotFoundError:
         raise ResultsError(f"Results file {path} does not exist.") from None
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, ValueError, IndexError) as exc:  # a damaged footer: any of these
         raise ResultsError(
             f"Results file {path} is corrupted or not a Parquet file ({exc}); delete it and "
             "rerun the cell to regenerate it."
@@ -82,18 +136,13 @@ def read_table(path: str | os.PathLike, table: TableName) -> pd.DataFrame:
 
 
 def remove_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporary files that a killed ``write_table`` left in ``folder``; returns how many.
+    """Delete temporary files that a killed writer left in ``folder``; returns how many.
 
-    A SIGKILL between creating the temporary file and renaming it leaves ``.<name>.<random>.tmp``
+    A SIGKILL between creating the temporary file and renaming it leaves ``.<name>.<pid>.<random>.tmp``
     behind (harmless: no glob reads it). Call this only when no writer is active in ``folder``,
     e.g. when a cell resumes in its own run folder.
     """
-    removed = 0
-    for tmp in Path(folder).glob(".*.parquet.*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            removed += 1
-    return removed
+    return len(_remove_temporaries(Path(folder), only_stale=False))
 
 
 def to_arrow(data: Records, table: TableName) -> pa.Table:
@@ -162,6 +211,12 @@ def _check_values(arrow: pa.Table, table: str) -> None:
                 f"Column {field.name!r} of the {table} table is required but has {nulls} "
                 "missing value(s)."
             )
+    if "run_id" in arrow.column_names:  # run ids become folder names: no '..', no '/'
+        for run_id in set(arrow.column("run_id").to_pylist()):
+            try:
+                check_run_id(run_id)
+            except ConfigError as exc:
+                raise ResultsError(f"Column 'run_id' of the {table} table: {exc}") from None
     allowed = {"status": STATUSES if table == "runs" else None, "split": SPLITS.get(table)}
     for column, values in allowed.items():
         if values is None or column not in arrow.column_names:
@@ -176,4 +231,4 @@ def _check_values(arrow: pa.Table, table: str) -> None:
 
 
 
-__all__ = ["SCHEMAS", "read_table", "remove_temporaries", "to_arrow", "write_table"]
+__all__ = ["CHECKSUM_KEY", "SCHEMAS", "file_checksum_ok", "parquet_bytes", "read_table", "remove_temporaries", "to_arrow", "write_table"]
