@@ -66,7 +66,7 @@ def cmd_list(args) -> int:
     fits = {a.name: {s.id: a.fits(s) for s in suites} for a in algos}
     if args.json:
         print(json.dumps({
-            "suites": [s.describe() for s in suites],
+            "suites": [dict(s.describe(), unavailable=s.unavailable()) for s in suites],
             "algorithms": [{"name": a.name, "family": a.family, "supports": sorted(a.supports),
                             "presets": sorted(a.PRESETS)} for a in algos],
             "fits": {a: {s: {"ok": ok, "reason": r} for s, (ok, r) in row.items()} for a, row in fits.items()},
@@ -76,14 +76,17 @@ def cmd_list(args) -> int:
     for s in suites:
         data = f", needs {s.needs_data} data" if s.needs_data else ""
         print(f"  {s.id:<18} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
+        if s.unavailable():   # e.g. the MuJoCo suites without the `rl` extra
+            print(f"  {'':<18} not available: {s.unavailable()}")
     print("\nAlgorithms:")
     for a in algos:
         print(f"  {a.name:<10} {a.family:<13} {', '.join(sorted(a.supports))}")
     print("\nFits (yes / - with the reason):")
     width = max(len(s.id) for s in suites)
-    print(" " * (width + 4) + "".join(f"{a.name:<10}" for a in algos))
+    aw = max([10] + [len(a.name) + 1 for a in algos])   # column width: the longest algorithm name
+    print(" " * (width + 4) + "".join(f"{a.name:<{aw}}" for a in algos))
     for s in suites:
-        print(f"  {s.id:<{width}}  " + "".join(f"{'yes' if fits[a.name][s.id][0] else '-':<10}" for a in algos))
+        print(f"  {s.id:<{width}}  " + "".join(f"{'yes' if fits[a.name][s.id][0] else '-':<{aw}}" for a in algos))
     reasons = sorted({r for row in fits.values() for ok, r in row.values() if not ok})
     for r in reasons:
         print(f"  - {r}")

@@ -24,8 +24,8 @@ point at step 0); `evaluate` runs `suite.eval_trials` fresh trials per test task
 Gittins approximation: the Brezzi & Lai (2002) closed form for a Bernoulli arm with a Beta(a, b)
 posterior, index = mu + sigma_n * psi(sigma_n^2 / (c sigma^2)), mu = a/(a+b), sigma^2 = mu(1-mu),
 sigma_n^2 = sigma^2/(a+b+1), c = -ln(gamma), and Brezzi-Lai's piecewise psi. The trial is finite, so
-by default the discount is horizon-adaptive, gamma = 1 - 1/(pulls left), which makes the last
-pull greedy (option `discount` fixes gamma instead). Differences from the paper: the RL² table's
+by default the discount is horizon-adaptive, gamma = 1 - 1/(pulls left), and the last pull is
+greedy (gamma = 0; option `discount` fixes gamma instead). Differences from the paper: the RL² table's
 Gittins column used exact indices (method not stated); this approximation is cheaper and its
 scores are measured, not assumed (README). The RL² paper tuned the hyper-parameters of its
 baselines per setting (epsilon, UCB's c); we use one documented default each.
@@ -101,7 +101,7 @@ class Classical(Algorithm):
         family = getattr(suite, "env_family", None)
         if family in cls.env_families:
             return True, ""
-        return False, f"{cls.name} is a baseline for {', '.join(sorted(cls.env_families))} suites; {suite.id} is {family or suite.kind}"
+        return False, f"{cls.name} is a reference row for {', '.join(sorted(cls.env_families))} suites only"
 
     def train_request(self) -> TrainRequest:
         return TrainRequest(n_tasks=1)
@@ -261,7 +261,9 @@ class Gittins(BanditAgent):
 
     def act(self, obs, t):
         left = self.env.trial_length - t
-        gamma = self.discount if self.discount is not None else max(1.0 - 1.0 / left, 1e-9)
+        if self.discount is None and left <= 1:      # gamma = 0: the index is the posterior mean
+            return self.greedy()
+        gamma = self.discount if self.discount is not None else 1.0 - 1.0 / left
         return (gittins_index(self.wins, self.pulls, gamma) + self.tie_break()).argmax(-1)
 
 
