@@ -40,12 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="the leaderboard in the terminal")
     p.add_argument("--suite", default=None, help="one suite (default: every suite with results)")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--format", default="table", help="table | csv | markdown (default: table)")
+    p.add_argument("--format", default="table",
+                   help="table | csv | markdown | latex | parquet (default: table); parquet needs --output")
+    p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
 
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download a dataset (checksums verified) into the data folder")
-    f.add_argument("dataset", help="omniglot")
+    f.add_argument("dataset", help="omniglot | cifar100")
     f.add_argument("--data-dir", default=None)
     f.add_argument("--base-url", default=None, help="a mirror to download from instead of the official URLs")
     f.add_argument("--checksum", action="append", default=[], metavar="PATH=ALGO:HEX",
@@ -75,9 +77,9 @@ def cmd_list(args) -> int:
     print("Suites:")
     for s in suites:
         data = f", needs {s.needs_data} data" if s.needs_data else ""
-        print(f"  {s.id:<18} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
+        print(f"  {s.id:<20} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
         if s.unavailable():   # e.g. the MuJoCo suites without the `rl` extra
-            print(f"  {'':<18} not available: {s.unavailable()}")
+            print(f"  {'':<20} not available: {s.unavailable()}")
     print("\nAlgorithms:")
     for a in algos:
         print(f"  {a.name:<10} {a.family:<13} {', '.join(sorted(a.supports))}")
@@ -134,15 +136,37 @@ def cmd_leaderboard(args) -> int:
                              f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
     if not suites:
         raise MetabenchError(f"no finished results in {args.results_dir}; run `{EXAMPLE}` first")
+    from metabench.results.export import FILE_FORMATS, frame_bytes
+
+    if args.format not in FILE_FORMATS:
+        raise MetabenchError(f"unknown --format {args.format!r}; expected one of {' | '.join(FILE_FORMATS)}")
+    if args.format == "parquet":
+        if not args.output:
+            raise MetabenchError("--format parquet writes a binary file; add --output FILE (e.g. --output leaderboard.parquet)")
+        import pandas as pd
+
+        data = frame_bytes(pd.concat([db.leaderboard(s) for s in suites], ignore_index=True), "parquet")
+        Path(args.output).write_bytes(data)
+        print(f"wrote {args.output} ({len(suites)} suite(s))")
+        return 0
+    parts = []
     for i, s in enumerate(suites):
         table = format_leaderboard(db.leaderboard(s), args.format)
         if args.format == "table":
-            print(("\n" if i else "") + f"== {s} ==")
+            table = ("\n" if i else "") + f"== {s} ==\n" + table
         elif args.format == "markdown":
-            print(("\n" if i else "") + f"### {s}\n")
+            table = ("\n" if i else "") + f"### {s}\n\n" + table
+        elif args.format == "latex" and i:
+            table = "\n" + table
         elif args.format == "csv" and i:
-            table = "\n".join(table.splitlines()[1:])  # one header for the whole CSV
-        print(table.rstrip("\n"))
+            table = "\n".join(table.splitlines()[1:]) + "\n"  # one header for the whole CSV
+        parts.append(table)
+    text = "".join(parts)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(suites)} suite(s))")
+    else:
+        print(text.rstrip("\n"))
     return 0
 
 
@@ -150,7 +174,7 @@ def cmd_data(args) -> int:
     from metabench.data import fetch_command
 
     if args.data_command != "fetch":
-        raise MetabenchError("usage: metabench data fetch omniglot [--data-dir DIR]")
+        raise MetabenchError("usage: metabench data fetch omniglot|cifar100 [--data-dir DIR]")
     checksums = {}
     for item in args.checksum:
         if "=" not in item:

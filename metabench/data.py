@@ -49,6 +49,9 @@ __all__ = [
     "fetch_omniglot",
     "ensure_omniglot",
     "fetch_command",
+    "CIFAR100_FILE",
+    "fetch_cifar100",
+    "ensure_cifar100",
 ]
 
 #: Seconds a connection may stay silent before a download counts as failed.
@@ -546,11 +549,72 @@ def ensure_omniglot(
     return folder
 
 
+# --------------------------------------------------------------------------- CIFAR-100
+
+#: The CIFAR-100 python archive (Krizhevsky 2009), read by the CIFAR-FS suites. The md5 is the one
+#: published on the CIFAR page and checked by torchvision.datasets.CIFAR100.
+CIFAR100_FILE = RemoteFile(
+    "cifar-100-python.tar.gz",
+    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    "md5:eb9058c3a382ffc7106e4002c42a8d85",
+)
+
+
+def fetch_cifar100(
+    data_root: str | os.PathLike[str],
+    *,
+    base_url: str | None = None,
+    checksums: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download ``cifar-100-python.tar.gz`` into ``data_root/cifar100``; returns that folder.
+
+    Kept as the archive: the loader reads its members straight from the tar (nothing is
+    extracted). A file already present with the right checksum is not downloaded again.
+    ``base_url``/``checksums`` as in ``fetch_omniglot`` (the only key is the archive's name).
+    """
+    checksums = dict(checksums or {})
+    unknown = sorted(set(checksums) - {CIFAR100_FILE.name})
+    if unknown:
+        raise ConfigError(f"Unknown CIFAR-100 file {unknown[0]!r} in checksums; the only file is "
+                          f"{CIFAR100_FILE.name!r}.")
+    url = f"{base_url.rstrip('/')}/{CIFAR100_FILE.name}" if base_url else CIFAR100_FILE.url
+    remote = RemoteFile(CIFAR100_FILE.name, url, checksums.get(CIFAR100_FILE.name, CIFAR100_FILE.checksum))
+    folder = Path(data_root).expanduser() / "cifar100"
+    dest = folder / remote.name
+    if not _matches(dest, remote.checksum):
+        download(remote, dest, progress=progress)
+    return folder
+
+
+def ensure_cifar100(
+    data_root: str | os.PathLike[str] | None, *, allow_download: bool = True, progress: bool = True
+) -> Path:
+    """``ROOT/cifar100`` once it holds the archive or its unpacked ``cifar-100-python/`` folder.
+
+    A present archive is not re-checked here (a wrong file fails when it is read). Downloads it
+    when absent and ``allow_download``; else DataUnavailable in one sentence.
+    """
+    root = resolve_data_root(data_root)
+    folder = root / "cifar100"
+    if (folder / CIFAR100_FILE.name).is_file() or (folder / "cifar-100-python" / "train").is_file():
+        return folder
+    todo = (f"run `metabench data fetch cifar100 --data-dir {root}` on a machine with internet, or copy "
+            f"{CIFAR100_FILE.name} ({CIFAR100_FILE.url}) into {folder}.")
+    if not allow_download:
+        raise DataUnavailable(f"CIFAR-100 is not in {folder} and downloading is turned off: {todo}")
+    try:
+        return fetch_cifar100(root, progress=progress)
+    except DataUnavailable as exc:
+        raise DataUnavailable(f"CIFAR-100 is not in {folder} and could not be downloaded (no network?): {todo}") from exc
+
+
 # --------------------------------------------------------------------------- CLI entry point
 
 #: Datasets that ``metabench data fetch`` knows, name -> fetch function(data_root, **options).
 DATASETS: Registry[Callable[..., Path]] = Registry("dataset")
 DATASETS.add("omniglot", fetch_omniglot)
+DATASETS.add("cifar100", fetch_cifar100)
 
 
 def fetch_command(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from metabench.dashboard import PAGES, widgets
+from metabench.dashboard import widgets
 
 widgets.require_router()
 st.title("metabench")
@@ -30,9 +30,11 @@ else:
     cols[4].metric("Algorithms", len(summary["algorithms"]))
     st.write("**Suites:** " + ", ".join(summary["suites"]))
     st.write("**Algorithms:** " + ", ".join(summary["algorithms"]))
+    with widgets.errors_as_messages():
+        st.dataframe(widgets.suites_overview(), hide_index=True)
 
 st.subheader("Pages")
-for page in PAGES:
+for page in widgets.available_pages():
     if page.url_path:
         st.page_link(page.path, label=page.title)
         st.caption(page.question)

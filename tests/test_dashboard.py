@@ -54,9 +54,17 @@ def test_leaderboard_numbers_match_hand_computation(monkeypatch, fixture_dir):
     # mean ± t9 * e / 3 with e = 1% and 2% (see metabench.results.fixtures)
     expected = [f"{m - T9 * e / 3:.2f}% – {m + T9 * e / 3:.2f}%" for m, e in ((98, 1), (95, 2))]
     assert table["95% CI"].tolist() == expected == ["97.25% – 98.75%", "93.49% – 96.51%"]
-    assert table["Std (seeds)"].tolist() == pytest.approx([0.5 * math.sqrt(2), math.sqrt(2)])
-    assert table["Seeds"].tolist() == [2, 2] and table["Tasks"].tolist() == [10, 10]
+    assert table["Std (seeds)"].tolist() == [f"{0.5 * math.sqrt(2):.2f}%", f"{math.sqrt(2):.2f}%"]
+    # The paired comparison with the best: maml is below protonet on every task (10 of 10).
+    assert table["vs best"].tolist() == ["best", "worse (p<0.001)"]
+    assert table["P(beats best)"].tolist() == ["–", "0.00"]
+    # Published numbers sit beside ours where the protocol (split, transductive, metric) matches.
+    published = dict(zip(table["Algorithm"], table["Published"]))
+    assert published["maml"].startswith("98.70% ± 0.40% (Finn")
+    assert published["protonet"].startswith("98.80% (Snell")
+    assert table["Seeds"].tolist() == [2, 2] and table["Test tasks"].tolist() == [10, 10]
     assert table["Transductive"].tolist() == [False, True]
+    assert table["Test tasks"].tolist() == [10, 10] and table["Split"].tolist() == ["vinyals"] * 2
     assert at.query_params["suite"] == "omniglot-5w1s"
     assert any("t(0.975, n_tasks − 1)" in c.value for c in at.caption)
 
@@ -94,3 +102,124 @@ def test_empty_results_folder_says_what_to_run(monkeypatch, tmp_path):
     assert not at.dataframe
     assert any(widgets.FIRST_RUN in i.value for i in at.info)
 
+
+
+def _page(monkeypatch, folder: Path, page: str, **params: str) -> AppTest:
+    at = _app(monkeypatch, folder)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_leaderboard_family_filter_and_url(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py")
+    at.multiselect(key="url_family").unselect("optimization").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table["Algorithm"].tolist() == ["protonet"] and table["vs best"].tolist() == ["best"]
+    assert at.query_params["family"] == "metric"
+    # A shared link with the filter opens the same view.
+    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py", suite="sinusoid-5shot", family="optimization",
+               metric="mse@1")  # fmt: skip
+    assert at.dataframe[0].value["Mean"].tolist() == pytest.approx([1.20, 1.50])
+    # A filter that selects nothing says so and what to run.
+    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py", preset="none")
+    assert any("No finished `omniglot-5w1s` run matches" in i.value for i in at.info)
+
+
+def test_leaderboard_aggregate_across_suites(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py")
+    agg = at.dataframe[1].value
+    assert agg["Entry"].tolist() == ["protonet", "maml", "reptile"]
+    assert agg["Suites"].tolist() == [1, 2, 1]
+    assert agg["Mean rank"].tolist() == pytest.approx([1.0, 1.5, 2.0])
+    # Per-seed normalised scores (fixture seed means: mean ± e-free offsets d):
+    # protonet (0.985-0.2)/0.8, (0.975-0.2)/0.8 -> IQM of two values = their mean 0.975
+    b = 4.251666666666667  # E[A^2]/2 of the sinusoid amplitudes, the zero-prediction MSE
+    maml = sorted([(0.96 - 0.2) / 0.8, (0.94 - 0.2) / 0.8, 1 - 0.32 / b, 1 - 0.28 / b])
+    reptile = [1 - 0.54 / b, 1 - 0.46 / b]
+    assert agg["IQM"].tolist() == pytest.approx([0.975, (maml[1] + maml[2]) / 2, sum(reptile) / 2])
+    rules = at.dataframe[2].value
+    assert rules["Suite"].tolist() == ["omniglot-5w1s", "sinusoid-5shot"]
+    assert rules["Normalised score"].iloc[0].startswith("(accuracy − 1/5) / (1 − 1/5)")
+
+
+def test_curves_page(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/curves.py")
+    assert at.selectbox(key="url_curve").value == "val · accuracy"
+    assert any("Seeds per entry: maml 3, protonet 2, snail 1." in c.value for c in at.caption)
+    at.toggle(key="url_logy").set_value(True).run()
+    assert not at.exception and at.query_params["logy"] == "1"
+    at.selectbox(key="url_suite").select("sinusoid-5shot").run()
+    assert any("Seeds per entry: maml 2, reptile 2." in c.value for c in at.caption)
+
+
+def test_per_task_page(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/per_task.py")
+    assert at.selectbox(key="url_descriptor").value == "alphabets (category)"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["protonet better on"] == "10 tasks" and metrics["maml better on"] == "0 tasks"
+    assert metrics["Mean A − B"] == "+3.00 pts"
+    at.selectbox(key="url_suite").select("sinusoid-5shot").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="url_descriptor").value == "amplitude (numeric)"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["maml better on"] == "10 tasks" and metrics["Mean A − B"] == "-0.200"
+
+
+def test_cost_page(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/cost.py")
+    table = at.dataframe[0].value.set_index("Entry")
+    # fixture wall times: protonet runs 396 s and 432 s, maml 468 s and 504 s
+    assert table.loc["protonet", "Wall time (min)"] == pytest.approx(414 / 60)
+    assert table.loc["maml", "Wall time (min)"] == pytest.approx(486 / 60)
+    assert table.loc["protonet", "accuracy"] == "98.00%"
+    assert any("Pareto front" in c.value and c.value.endswith(": protonet.") for c in at.caption)
+
+
+def test_export_page_shows_the_filtered_table(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/export.py")
+    latex = at.code[0].value
+    assert r"\textbf{98.00 $\pm$ 0.75}" in latex and "10 fixed test tasks" in latex
+    assert "maml & optimization & 95.00 $\\pm$ 1.51" in latex
+    at.multiselect(key="url_family").unselect("metric").run()
+    latex = at.code[0].value
+    assert "protonet" not in latex and r"\textbf{95.00 $\pm$ 1.51}" in latex
+
+
+def test_pages_and_dashboard_have_no_torch_import():
+    """No module under pages/ or metabench/dashboard/ (nor app.py) imports torch (static check)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "app.py", *(root / "pages").glob("*.py"), *(root / "metabench" / "dashboard").glob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), f"{path} imports torch"
+
+
+@pytest.mark.slow
+def test_pages_do_not_import_torch():
+    """Every page renders in a fresh interpreter without importing torch (about 25 s)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = f"""
+import os, sys, tempfile
+from streamlit.testing.v1 import AppTest
+from metabench.results import write_fixture_results
+os.environ["METABENCH_RESULTS"] = str(write_fixture_results(tempfile.mkdtemp()))
+for page in {[p.path for p in widgets.available_pages()]!r}:
+    at = AppTest.from_file({str(root / "app.py")!r}, default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, (page, at.exception)
+assert "torch" not in sys.modules, "torch was imported"
+"""
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -303,8 +303,11 @@ def test_export_formats(db):
     assert len({line.index("protonet") if "protonet" in line else line.index("maml") for line in lines[2:]}) == 1
 
     md = format_leaderboard(lb, "markdown").splitlines()
-    assert md[0].startswith("| rank |") and md[1].startswith("|---:|")
-    assert md[3].startswith("| 2 | 95.00% ± 1.51% | maml |")
+    assert md[0].startswith("*omniglot-5w1s (version 2), accuracy (higher is better): mean ± 95% CI over 10 fixed")
+    assert md[2].startswith("| rank |") and md[3].startswith("|---:|")
+    assert md[4].startswith("| 1 | **98.00% ± 0.75%** | protonet |")  # the best in bold
+    assert md[5].startswith("| 2 | 95.00% ± 1.51% | maml |")
+    assert md[5].endswith("| worse (p<0.001) | 0.00 | 98.70% ± 0.40% |")  # MAML paper, same protocol
 
     csv = pd.read_csv(__import__("io").StringIO(format_leaderboard(lb, "csv")))
     assert list(csv.columns) == LEADERBOARD_COLUMNS
@@ -312,8 +315,8 @@ def test_export_formats(db):
 
     sinusoid = format_leaderboard(db.leaderboard("sinusoid-5shot"), "table")
     assert "0.300 ± 0.0377" in sinusoid
-    with pytest.raises(ConfigError, match="table, csv, markdown"):
-        format_leaderboard(lb, "latex")
+    with pytest.raises(ConfigError, match="table, csv, markdown, latex"):
+        format_leaderboard(lb, "xml")
 
 
 # -- dependencies --------------------------------------------------------------------------------

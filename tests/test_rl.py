@@ -304,3 +304,14 @@ def test_cli_run_and_leaderboard_for_bandit_baselines(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert board.returncode == 0 and "ucb1" in board.stdout and "random" in board.stdout
     assert math.isfinite(float(board.stdout.splitlines()[1].split(",")[board.stdout.splitlines()[0].split(",").index("mean")]))
+
+
+def test_aggregate_normalisation_constants_match_the_suites():
+    from metabench.results.normalize import RL_REFERENCE_MEANS, normalisation
+
+    for sid, (lo, hi) in RL_REFERENCE_MEANS.items():
+        means = suite(sid)._test_means
+        assert (lo, hi) == pytest.approx((means["random"], means["oracle"]), rel=1e-9), sid
+        rule = normalisation(sid, make_suite(sid).primary_metric)
+        assert rule is not None and rule.fn([lo, hi]).tolist() == pytest.approx([0.0, 1.0])
+    assert {s for s in RL_SUITES if not s.startswith("halfcheetah")} == set(RL_REFERENCE_MEANS)

@@ -137,7 +137,9 @@ class MAML(Algorithm):
         self.kind = suite.kind
         self.batching = config.batching   # 'auto' is resolved on the first meta-batch
         if self.kind == "classification":
-            self.model = seeded_init(seed, lambda: Conv4(1, config.hidden, suite.n_way, arch=config.arch))
+            channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+            self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, suite.n_way,
+                                                         image_size=size, arch=config.arch))
             self.loss_fn = F.cross_entropy
         else:
             self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))

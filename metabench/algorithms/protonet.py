@@ -92,7 +92,9 @@ class ProtoNet(Algorithm):
 
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
-        self.model = seeded_init(seed, lambda: Conv4(1, config.hidden, None, norm="running")).to(self.device)
+        channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+        self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, None, image_size=size,
+                                                     norm="running")).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=config.lr_halve_every, gamma=0.5)
 

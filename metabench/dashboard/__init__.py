@@ -30,6 +30,39 @@ PAGES: tuple[PageInfo, ...] = (
         "pages/leaderboard.py",
         "Leaderboard",
         "leaderboard",
-        "Which algorithm wins on each suite, with 95% confidence intervals over test tasks.",
+        "Who wins on each suite, by how much, and whether it is real (95% CIs, paired tests); "
+        "the aggregate across suites.",
+    ),
+    PageInfo(
+        "pages/curves.py",
+        "Learning curves",
+        "curves",
+        "How each algorithm learns: a metric against meta-steps or wall time, mean and CI over seeds.",
+    ),
+    PageInfo(
+        "pages/per_task.py",
+        "Per task",
+        "per_task",
+        "On which test tasks each algorithm wins: distributions, breakdowns by task descriptor, A − B.",
+    ),
+    PageInfo(
+        "pages/cost.py",
+        "Cost",
+        "cost",
+        "What each point of accuracy costs in wall time and memory, with the Pareto front.",
+    ),
+    PageInfo(
+        "pages/export.py",
+        "Export",
+        "export",
+        "The leaderboard as CSV, Parquet, Markdown or LaTeX (paper-ready), and the raw tables.",
+    ),
+    # The Launch page (pages/launch.py) is listed here ahead of its script; the navigation shows
+    # it once the script exists (see widgets.available_pages).
+    PageInfo(
+        "pages/launch.py",
+        "Launch",
+        "launch",
+        "Start a new comparison run and follow its progress.",
     ),
 )

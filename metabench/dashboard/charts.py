@@ -50,7 +50,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
         .encode(
             x=x,
             y=alt.Y("mean:Q", title=y_title),
-            color=alt.Color("family:N", title="family"),
+            color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")),
             tooltip=[
                 alt.Tooltip("entry:N", title="entry"),
                 alt.Tooltip("shown:N", title=metric),
@@ -70,3 +70,175 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
         for end in ("ci_low", "ci_high")
     ]
     return alt.layer(bars, rule, *caps).properties(height=360, width=alt.Step(110))
+
+
+def _entry_color() -> alt.Color:
+    """One distinct colour per entry (tableau10; the theme's default blues are too alike)."""
+    return alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320),
+                     scale=alt.Scale(scheme="tableau10"))  # fmt: skip
+
+
+# -- learning curves -----------------------------------------------------------------------------
+
+
+def curves_chart(df: pd.DataFrame, metric: str, x: str = "step", log_x: bool = False,
+                 log_y: bool = False) -> alt.LayerChart:
+    """One line per entry (mean over seeds) with its 95% CI band across seeds.
+
+    ``df`` is ``ResultsDB.curve_summary`` (optionally smoothed), ``x`` 'step' or 'wall_time_s'.
+    """
+    scale = _metrics.display_scale(metric)
+    data = pd.DataFrame({
+        "entry": entry_labels(df), "x": df[x], "mean": df["mean"] * scale,
+        "low": df["ci_low"] * scale, "high": df["ci_high"] * scale, "seeds": df["n_seeds"],
+    })  # fmt: skip
+    if log_x:
+        data = data[data["x"] > 0]
+    x_title = "meta-step" if x == "step" else "wall-clock time (s)"
+    xs = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"))
+    ys = alt.Scale(type="log" if log_y else "linear", zero=False)
+    base = alt.Chart(data).encode(x=xs, color=_entry_color())
+    band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", scale=ys, title=_metrics.label(metric)), y2="high:Q")
+    line = base.mark_line(strokeWidth=2).encode(
+        y=alt.Y("mean:Q", scale=ys, title=_metrics.label(metric)),
+        tooltip=[alt.Tooltip("entry:N"), alt.Tooltip("x:Q", title=x_title, format=",.0f"),
+                 alt.Tooltip("mean:Q", title=metric, format=".4g"), alt.Tooltip("seeds:Q")],
+    )  # fmt: skip
+    return alt.layer(band, line).properties(height=380)
+
+
+# -- per task ------------------------------------------------------------------------------------
+
+
+def task_distribution_chart(df: pd.DataFrame, metric: str, order: list[str]) -> alt.Chart:
+    """Box plot of the per-task values (averaged over seeds) of each entry, best first."""
+    scale = _metrics.display_scale(metric)
+    data = pd.DataFrame({"entry": entry_labels(df), "value": df["value"] * scale, "task": df["task_id"]})
+    return (
+        alt.Chart(data)
+        .mark_boxplot(extent="min-max", size=28)
+        .encode(
+            y=alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
+            x=alt.X("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
+            color=alt.Color("entry:N", legend=None, sort=order, scale=alt.Scale(scheme="tableau10")),
+        )
+        .properties(height=alt.Step(42))
+    )
+
+
+def category_chart(df: pd.DataFrame, metric: str, descriptor: str) -> alt.LayerChart:
+    """Mean per category (with a 95% CI over that category's tasks) for each entry.
+
+    ``df``: entry, category, mean, low, high, n_tasks (one row per entry and category).
+    """
+    scale = _metrics.display_scale(metric)
+    data = df.assign(mean=df["mean"] * scale, low=df["low"] * scale, high=df["high"] * scale)
+    order = (data.groupby("category")["mean"].mean().sort_values(
+        ascending=_metrics.direction(metric) == "higher").index.tolist())  # worst category first
+    y = alt.Y("category:N", sort=order, title=descriptor, axis=alt.Axis(labelLimit=200))
+    base = alt.Chart(data).encode(y=y, color=_entry_color(),
+                                  yOffset="entry:N")  # fmt: skip
+    rule = base.mark_rule().encode(x=alt.X("low:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
+                                   x2="high:Q")  # fmt: skip
+    point = base.mark_point(filled=True, size=50).encode(
+        x="mean:Q",
+        tooltip=["entry:N", "category:N", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("n_tasks:Q", title="tasks")],
+    )
+    return alt.layer(rule, point).properties(height=alt.Step(14 * max(1, data["entry"].nunique())))
+
+
+def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt.LayerChart:
+    """Per-task value against a numeric descriptor: one point per (entry, task) and a line
+    through the means of ten equal-count bins of the descriptor per entry."""
+    scale = _metrics.display_scale(metric)
+    data = pd.DataFrame({"entry": df["entry"], "x": df[feature], "value": df["value"] * scale,
+                         "task": df["task_id"]}).dropna(subset=["x"])  # fmt: skip
+    bins = pd.qcut(data["x"].rank(method="first"), q=min(10, max(1, data["x"].nunique())), labels=False)
+    means = data.assign(bin=bins).groupby(["entry", "bin"], as_index=False)[["x", "value"]].mean()
+    color = _entry_color()
+    points = alt.Chart(data).mark_circle(size=18, opacity=0.35).encode(
+        x=alt.X("x:Q", title=feature), y=alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
+        color=color, tooltip=["entry:N", "task:Q", alt.Tooltip("x:Q", title=feature), alt.Tooltip("value:Q", format=".4g")],
+    )  # fmt: skip
+    line = alt.Chart(means).mark_line(strokeWidth=2.5, point=True).encode(x="x:Q", y="value:Q", color=color)
+    return alt.layer(points, line).properties(height=360)
+
+
+def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str) -> alt.Chart:
+    """A − B on every test task, sorted, coloured by which entry does better on that task.
+
+    ``df``: task_id, diff (A − B in stored units), winner ('A', 'B' or 'tie' as labels).
+    """
+    scale = _metrics.display_scale(metric)
+    data = df.assign(diff=df["diff"] * scale).sort_values("diff").reset_index(drop=True)
+    data["order"] = range(len(data))
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("order:Q", title="test tasks, sorted by the difference", axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("diff:Q", title=f"{a} − {b} ({metric}{' %' if scale != 1 else ''})"),
+            color=alt.Color("winner:N", title="better on the task",
+                            scale=alt.Scale(domain=[a, b, "tie"], range=["#1f77b4", "#d62728", "#999999"])),
+            tooltip=["task_id:Q", alt.Tooltip("diff:Q", format=".4g"), "winner:N"],
+        )  # fmt: skip
+        .properties(height=300)
+    )
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+
+def cost_chart(runs: pd.DataFrame, entries: pd.DataFrame, metric: str, x: str, x_title: str) -> alt.LayerChart:
+    """Each run (small points) and each entry's mean over seeds (large points), the Pareto front
+    of the entries drawn as a step line through the entries on it (ringed).
+
+    ``runs``: entry, ``x``, value, seed. ``entries``: entry, ``x``, value, pareto (bool).
+    """
+    scale = _metrics.display_scale(metric)
+    runs = runs.assign(value=runs["value"] * scale)
+    entries = entries.assign(value=entries["value"] * scale)
+    color = _entry_color()
+    xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log", nice=False))
+    ys = alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False))
+    small = alt.Chart(runs).mark_circle(size=30, opacity=0.4).encode(
+        x=xs, y=ys, color=color, tooltip=["entry:N", "seed:Q", alt.Tooltip(f"{x}:Q", format=",.4g"),
+                                          alt.Tooltip("value:Q", format=".4g")])  # fmt: skip
+    big = alt.Chart(entries).mark_point(filled=True, size=160).encode(
+        x=xs, y=ys, color=color, tooltip=["entry:N", alt.Tooltip(f"{x}:Q", format=",.4g"),
+                                          alt.Tooltip("value:Q", format=".4g"), "pareto:N"])  # fmt: skip
+    front = entries[entries["pareto"]].sort_values(x)
+    line = alt.Chart(front).mark_line(interpolate="step-after", color="black", strokeDash=[4, 3]).encode(x=xs, y=ys)
+    rings = alt.Chart(front).mark_point(size=420, color="black", strokeWidth=1.5).encode(x=xs, y=ys)
+    return alt.layer(line, small, big, rings).properties(height=360)
+
+
+# -- aggregate -----------------------------------------------------------------------------------
+
+
+def iqm_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """IQM of normalised scores with its stratified-bootstrap 95% CI, one row per entry."""
+    order = table["entry"].tolist()
+    y = alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=240))
+    base = alt.Chart(table).encode(y=y, color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")))
+    bar = base.mark_rule(strokeWidth=6, opacity=0.5).encode(
+        x=alt.X("iqm_low:Q", title="IQM of normalised scores (0 = chance/baseline, 1 = perfect)"), x2="iqm_high:Q")
+    dot = base.mark_point(filled=True, size=90, color="black").encode(
+        x="iqm:Q", tooltip=["entry:N", alt.Tooltip("iqm:Q", format=".3f"), alt.Tooltip("iqm_low:Q", format=".3f"),
+                            alt.Tooltip("iqm_high:Q", format=".3f"), alt.Tooltip("mean_rank:Q", format=".2f")])  # fmt: skip
+    return alt.layer(bar, dot).properties(height=alt.Step(34))
+
+
+def profile_chart(profile: pd.DataFrame) -> alt.Chart:
+    """rliable's performance profile: fraction of runs with normalised score > tau."""
+    return (
+        alt.Chart(profile)
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=alt.X("tau:Q", title="normalised score τ"),
+            y=alt.Y("fraction:Q", title="fraction of runs with score > τ", scale=alt.Scale(domain=[0, 1])),
+            color=_entry_color(),
+            tooltip=["entry:N", alt.Tooltip("tau:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".2f")],
+        )
+        .properties(height=300)
+    )

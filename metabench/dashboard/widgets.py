@@ -9,8 +9,10 @@ results appear on the next rerun without restarting the server.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ import streamlit as st
 from metabench.dashboard import PAGES
 from metabench.errors import MetabenchError
 from metabench.results import metrics as _metrics
+from metabench.results.aggregate import Aggregate
+from metabench.results.aggregate import aggregate as _aggregate
+from metabench.results.descriptors import features as _descriptor_features
 from metabench.results.query import ResultsDB, fingerprint
 
 ENV_VAR = "METABENCH_RESULTS"
@@ -35,13 +40,33 @@ _REROUTED = "_metabench_rerouted"
 
 
 def navigation_pages() -> list[st.Page]:
-    """``st.Page`` objects for every entry of ``metabench.dashboard.PAGES``."""
-    return [st.Page(p.path, title=p.title, url_path=p.url_path, default=p.url_path == "") for p in PAGES]
+    """``st.Page`` objects for every entry of ``metabench.dashboard.PAGES`` whose script exists
+    (a page listed ahead of its script, like Launch, appears once the script lands)."""
+    return [
+        st.Page(p.path, title=p.title, url_path=p.url_path, default=p.url_path == "")
+        for p in available_pages()
+    ]
+
+
+def available_pages() -> list:
+    """The entries of ``PAGES`` whose script exists next to app.py."""
+    root = Path(__file__).resolve().parents[2]
+    return [p for p in PAGES if (root / p.path).is_file()]
 
 
 def mark_routed() -> None:
     """Called by app.py before ``st.navigation``: this session's pages run through the router."""
     st.session_state[_ROUTED] = True
+
+
+def _page_changed(param: str) -> bool:
+    """True on the first run of a page for ``param``'s widget: Streamlit drops (or resets) a
+    widget's state when another page ran in between, so the remembered value must be restored."""
+    page = st.session_state.get("_metabench_page")
+    marker = f"url_{param}_page"
+    changed = st.session_state.get(marker) != page
+    st.session_state[marker] = page
+    return changed
 
 
 def require_router() -> None:
@@ -53,6 +78,8 @@ def require_router() -> None:
     ``st.navigation`` switches the server to app.py's routing for good; the rerun then goes
     through app.py and lands on the same page, query string included.
     """
+    # Which page is running (its script), so URL widgets know when the page changed.
+    st.session_state["_metabench_page"] = sys._getframe(1).f_code.co_filename
     if not st.session_state.get(_ROUTED) and not st.session_state.get(_REROUTED):
         st.session_state[_REROUTED] = True  # once: a page run as the main script must not loop
         st.navigation(navigation_pages(), position="hidden")
@@ -105,12 +132,16 @@ def _fingerprint(folder: str) -> tuple[int, int, int]:
 @st.cache_data(ttl=600, max_entries=256, show_spinner=False)
 def _query(folder: str, stamp: tuple[int, int, int], method: str, kwargs: tuple) -> Any:
     del stamp  # only part of the cache key
-    return getattr(_db(folder), method)(**dict(kwargs))
+    args = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs}
+    if method == "aggregate":  # derived from run_scores: normalise, rank, bootstrap
+        return _aggregate(_db(folder).run_scores(**args))
+    return getattr(_db(folder), method)(**args)
 
 
 def _cached(method: str, **kwargs: Any) -> Any:
     folder = str(results_dir())
-    return _query(folder, _fingerprint(folder), method, tuple(sorted(kwargs.items())))
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    return _query(folder, _fingerprint(folder), method, key)
 
 
 def summary() -> dict[str, Any]:
@@ -148,6 +179,53 @@ def tasks(suite: str, metric: str) -> pd.DataFrame:
     return _cached("tasks", suite=suite, metric=metric)
 
 
+def suites_overview() -> pd.DataFrame:
+    """Per suite: versions, runs by status, algorithms, seeds and the last run (from ``runs``)."""
+    df = runs()
+    rows = []
+    for suite, part in df.groupby("suite", sort=True):
+        last = part["finished_at"].fillna(part["started_at"]).max()
+        rows.append({
+            "Suite": suite,
+            "Versions": ", ".join(str(v) for v in sorted(part["suite_version"].unique())),
+            "Runs": len(part),
+            "Finished": int((part["status"] == "finished").sum()),
+            "Running": int((part["status"] == "running").sum()),
+            "Failed / diverged": int(part["status"].isin(["failed", "diverged"]).sum()),
+            "Algorithms": ", ".join(sorted(part["algorithm"].unique())),
+            "Presets": ", ".join(sorted(part["preset"].unique())),
+            "Last run": last.strftime("%Y-%m-%d %H:%M UTC") if pd.notna(last) else "n/a",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def facets(suite: str) -> dict[str, Any]:
+    """See ``ResultsDB.facets``."""
+    return _cached("facets", suite=suite)
+
+
+def filtered(method: str, f: Filters, **kwargs: Any) -> Any:
+    """``ResultsDB.<method>`` (leaderboard, task_values, run_costs) under the filters ``f``."""
+    return _cached(method, suite=f.suite, metric=f.metric, families=f.families, presets=f.presets,
+                   split_scheme=f.split_scheme, **kwargs)  # fmt: skip
+
+
+def curve_metrics(suite: str) -> list[tuple[str, str]]:
+    """See ``ResultsDB.curve_metrics``."""
+    return _cached("curve_metrics", suite=suite)
+
+
+def curve_summary(f: Filters, metric: str, split: str) -> pd.DataFrame:
+    """See ``ResultsDB.curve_summary``."""
+    return _cached("curve_summary", suite=f.suite, metric=metric, split=split, families=f.families,
+                   presets=f.presets, split_scheme=f.split_scheme)  # fmt: skip
+
+
+def aggregate(families: list[str] | None, presets: list[str] | None) -> Aggregate:
+    """``metabench.results.aggregate.aggregate`` of ``ResultsDB.run_scores`` (cached)."""
+    return _cached("aggregate", families=families, presets=presets)
+
+
 @contextmanager
 def errors_as_messages() -> Iterator[None]:
     """Show a MetabenchError as one red sentence and stop the page, instead of a traceback."""
@@ -161,50 +239,199 @@ def errors_as_messages() -> Iterator[None]:
 # -- widgets -------------------------------------------------------------------------------------
 
 
-def url_selectbox(label: str, options: Sequence[str], param: str, **kwargs: Any) -> str:
-    """A selectbox whose value is mirrored in the URL query string (``?param=value``).
+def url_selectbox(
+    label: str, options: Sequence[str], param: str, widget: Any = None, default: str | None = None, **kwargs: Any
+) -> str:
+    """A selectbox (or ``widget``, e.g. ``st.radio``) whose value is mirrored in the URL query
+    string (``?param=value``).
 
-    Opening a URL with ``?param=value`` preselects that option, so a view can be shared. An
-    unknown value in the URL falls back to the first option.
+    Opening a URL with ``?param=value`` preselects that option, so a view can be shared. The
+    last value chosen on any page is kept for the next page (pages share ``suite``, ``metric``
+    and the filters). An unknown value in the URL falls back to ``default`` or the first option.
     """
-    options = list(options)
-    key, seen = f"url_{param}", f"url_{param}_written"
+    options = [str(o) for o in options]
+    key, seen, sticky = f"url_{param}", f"url_{param}_written", f"sticky_{param}"
     in_url = st.query_params.get(param)
     # A URL value we did not write ourselves (a shared link, a page link) wins over the state.
     if in_url in options and in_url != st.session_state.get(seen):
         st.session_state[key] = in_url
+    elif _page_changed(param) and st.session_state.get(sticky) in options:
+        st.session_state[key] = st.session_state[sticky]
     if st.session_state.get(key) not in options:
-        st.session_state[key] = options[0]
-    value = st.selectbox(label, options, key=key, **kwargs)
+        remembered = st.session_state.get(sticky)
+        st.session_state[key] = remembered if remembered in options else (
+            default if default in options else options[0])
+    value = (widget or st.selectbox)(label, options, key=key, **kwargs)
     st.query_params[param] = value
-    st.session_state[seen] = value
+    st.session_state[seen] = st.session_state[sticky] = value
     return value
 
 
-def leaderboard_table(df: pd.DataFrame) -> None:
-    """Show a leaderboard frame as a table: values in the metric's unit, CI as a range."""
+def url_multiselect(label: str, options: Sequence[str], param: str, **kwargs: Any) -> list[str] | None:
+    """A multiselect mirrored in the URL as ``?param=a,b``; all options selected = no filter.
+
+    Returns the selected options, or None when every option is selected (the URL then omits
+    the parameter, so a shared link keeps working when new values appear).
+    """
+    options = [str(o) for o in options]
+    key, seen, sticky = f"url_{param}", f"url_{param}_written", f"sticky_{param}"
+    in_url = st.query_params.get(param)
+    if in_url is not None and in_url != st.session_state.get(seen):
+        st.session_state[key] = [] if in_url == "none" else [v for v in in_url.split(",") if v in options] or options
+    elif _page_changed(param):
+        remembered = st.session_state.get(sticky)
+        st.session_state[key] = options if remembered is None else [v for v in remembered if v in options]
+    current = st.session_state.get(key)
+    if current is None or not set(current) <= set(options):
+        remembered = st.session_state.get(sticky)
+        kept = [v for v in remembered if v in options] if remembered is not None else options
+        st.session_state[key] = kept if kept or remembered == [] else options
+    value = list(st.multiselect(label, options, key=key, **kwargs))
+    st.session_state[sticky] = value
+    if set(value) == set(options):
+        st.query_params.pop(param, None)
+        st.session_state[seen] = None
+        return None
+    text = ",".join(value) if value else "none"
+    st.query_params[param] = text
+    st.session_state[seen] = text
+    return value
+
+
+def url_toggle(label: str, param: str, default: bool = False, **kwargs: Any) -> bool:
+    """A toggle mirrored in the URL as ``?param=1`` / ``?param=0``."""
+    key, seen = f"url_{param}", f"url_{param}_written"
+    in_url = st.query_params.get(param)
+    if in_url in ("0", "1") and in_url != st.session_state.get(seen):
+        st.session_state[key] = in_url == "1"
+    elif _page_changed(param) and f"sticky_{param}" in st.session_state:
+        st.session_state[key] = st.session_state[f"sticky_{param}"]
+    if key not in st.session_state:
+        st.session_state[key] = default
+    value = bool(st.toggle(label, key=key, **kwargs))
+    st.session_state[f"sticky_{param}"] = value
+    st.query_params[param] = "1" if value else "0"
+    st.session_state[seen] = "1" if value else "0"
+    return value
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the leaderboard-style pages show: one suite's population, one metric."""
+
+    suite: str
+    metric: str
+    families: list[str] | None
+    """None = every family."""
+    presets: list[str] | None
+    split_scheme: str | None
+
+
+def suite_filters(metric_choice: bool = True) -> Filters:
+    """The shared filter row: suite, metric, family, preset (and split scheme when a suite has
+    several); every value in the URL. Stops the page with a message saying what to run when
+    there is nothing to show."""
+    with errors_as_messages():
+        all_suites = suites()
+    if not all_suites:
+        no_results()
+    cols = st.columns([3, 2, 3, 3]) if metric_choice else st.columns([3, 3, 3])
+    with cols[0]:
+        suite = url_selectbox("Suite", all_suites, "suite")
+    with errors_as_messages():
+        available = metrics(suite)
+        options = facets(suite)
+    if not available:
+        st.info(
+            f"No finished run of `{suite}` has test results yet; wait for a run to finish or run "
+            f"`metabench run --suites {suite} --algorithms maml --preset smoke`."
+        )
+        st.stop()
+    metric = available[0]
+    if metric_choice:
+        with cols[1]:
+            metric = url_selectbox("Metric", available, "metric", help="Test metric; primary first.")
+    with cols[-2]:
+        families = url_multiselect("Family", options["families"], "family")
+    with cols[-1]:
+        presets = url_multiselect("Preset", options["presets"], "preset")
+    split = options["main_split_scheme"]
+    if len(options["split_schemes"]) > 1:
+        split = url_selectbox(
+            "Split scheme", options["split_schemes"], "split_scheme", default=split,
+            help="Rows of different class splits are never compared; pick one.",
+        )  # fmt: skip
+    return Filters(suite, metric, families, presets, split)
+
+
+def no_results() -> None:
+    """The empty-results message (what to run), then stop the page."""
+    st.info(f"No results yet in `{results_dir()}`: run `{FIRST_RUN}`, then refresh this page.")
+    st.stop()
+
+
+def nothing_matches(f: Filters) -> None:
+    """The message for filters that select nothing, then stop the page."""
+    st.info(
+        f"No finished `{f.suite}` run matches these filters (family: {_any(f.families)}, preset: "
+        f"{_any(f.presets)}). Widen the filters, or run one, e.g. "
+        f"`metabench run --suites {f.suite} --algorithms maml --preset {(f.presets or ['smoke'])[0]}`."
+    )
+    st.stop()
+
+
+def _any(values: list[str] | None) -> str:
+    return "any" if values is None else ", ".join(values) or "none"
+
+
+def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as the page shows it: values in the metric's unit, CI as a range, the
+    paired comparison with the best entry as words, missing values as 'n/a'."""
     metric = str(df["metric"].iloc[0])
     scale = _metrics.display_scale(metric)
+    fmt = lambda v: _metrics.format_value(metric, v)  # noqa: E731
     ci = [
-        f"{_metrics.format_value(metric, lo)} – {_metrics.format_value(metric, hi)}"
+        "n/a" if pd.isna(lo) else f"{fmt(lo)} – {fmt(hi)}"
         for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)
     ]
+    vs = []
+    for verdict, p in zip(df["vs_best"], df["p_vs_best"], strict=True):
+        if verdict in ("tie", "worse"):
+            vs.append(f"{verdict} (p{'<0.001' if p < 0.001 else f'={p:.3f}'})")
+        else:
+            vs.append(str(verdict))
     table = pd.DataFrame(
         {
             "Rank": df["rank"],
             "Algorithm": df["algorithm"],
             "Family": df["family"],
-            "Preset": df["preset"],
             "Mean": df["mean"] * scale,
             "95% CI": ci,  # a range reads better than "± half-width" next to the mean
-            "Std (seeds)": df["std_seeds"] * scale,
+            "Std (seeds)": [fmt(v) for v in df["std_seeds"]],
             "Seeds": df["n_seeds"],
-            "Tasks": df["n_tasks"],
+            "vs best": vs,
+            "P(beats best)": ["–" if pd.isna(v) else f"{v:.2f}" for v in df["prob_improvement"]],
+            "Preset": df["preset"],
             "Split": df["split_scheme"],
             "Transductive": df["transductive"],
+            "Test tasks": df["n_tasks"],
             "Query batch": df["query_batch"],
         }
     )
+    if df["published"].notna().any():
+        published = [
+            "–" if pd.isna(v) else fmt(v) + ("" if pd.isna(ci) else f" ± {fmt(ci)}") + (f" ({src})" if isinstance(src, str) and src else "")
+            for v, ci, src in zip(df["published"], df["published_ci95"], df["published_source"])
+        ]
+        table.insert(9, "Published", published)
+    return table
+
+
+def leaderboard_table(df: pd.DataFrame) -> None:
+    """Show a leaderboard frame as a table (see ``leaderboard_frame``)."""
+    metric = str(df["metric"].iloc[0])
+    scale = _metrics.display_scale(metric)
+    table = leaderboard_frame(df)
     st.dataframe(
         table,
         hide_index=True,
@@ -212,9 +439,16 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             "Mean": st.column_config.NumberColumn(
                 format=_number_format(table["Mean"], scale), help=_metrics.label(metric)
             ),
-            "Std (seeds)": st.column_config.NumberColumn(
-                format=_number_format(table["Std (seeds)"], scale),
-                help="Standard deviation of the per-seed means (ddof=1).",
+            "Std (seeds)": st.column_config.TextColumn(
+                help="Standard deviation of the per-seed means (ddof=1); n/a with one seed."
+            ),
+            "vs best": st.column_config.TextColumn(
+                help="Paired t-test (scipy.stats.ttest_rel) against the rank-1 entry on the same "
+                "test tasks: 'tie' when p ≥ 0.05 — the data cannot tell them apart."
+            ),
+            "P(beats best)": st.column_config.TextColumn(
+                help="Probability of improvement: the fraction of test tasks on which this entry "
+                "beats the best one (ties count half). 0.5 = as often better as worse."
             ),
             "Transductive": st.column_config.CheckboxColumn(
                 help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
@@ -223,6 +457,48 @@ def leaderboard_table(df: pd.DataFrame) -> None:
                 width="medium", help="How test queries pass through BatchNorm."
             ),
         },
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _task_features(task_ids: tuple, texts: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _descriptor_features(pd.Series(task_ids), pd.Series(texts))
+
+
+def task_features(values: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``descriptors.features`` of the distinct tasks in ``values`` (cached on their JSON)."""
+    unique = values.drop_duplicates("task_id")
+    return _task_features(tuple(unique["task_id"].tolist()), tuple(unique["descriptors"].tolist()))
+
+
+def smooth_curves(df: pd.DataFrame, weight: float, max_points: int = 1500) -> pd.DataFrame:
+    """EMA-smooth each entry's mean and band (``weight`` 0 = off) and thin each line to at
+    most ``max_points`` steps (evenly spaced, last kept) so the browser draws it quickly."""
+    keys = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]
+    groups = df.groupby(keys, dropna=False, sort=False)
+    if weight > 0:
+        alpha = 1.0 - weight
+        df = df.copy()
+        for column in ("mean", "ci_low", "ci_high"):
+            df[column] = groups[column].transform(lambda s: s.ewm(alpha=alpha, ignore_na=True).mean())
+    position = groups.cumcount()
+    size = groups["step"].transform("size")
+    stride = np.maximum(1, np.ceil(size / max_points)).astype(int)
+    return df[(position % stride == 0) | (position == size - 1)]
+
+
+def aggregate_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The aggregate table as shown: entry, family, suites, mean rank, IQM and its CI."""
+    return pd.DataFrame(
+        {
+            "Entry": table["entry"],
+            "Family": table["family"],
+            "Suites": table["n_suites"],
+            "Mean rank": table["mean_rank"],
+            "IQM": table["iqm"],
+            "95% CI (bootstrap)": [f"{lo:.3f} – {hi:.3f}" for lo, hi in zip(table["iqm_low"], table["iqm_high"], strict=True)],
+            "Runs": table["n_scores"],
+        }
     )
 
 

@@ -68,17 +68,21 @@ def check_data(suites: list[str], data_root, allow_download: bool, progress: boo
         need = suite.needs_data
         if need is None:
             continue
-        if need not in checked:
-            checked[need] = None
+        # One check per dataset and suite class (omniglot-lake-runs also needs all_runs.zip).
+        key = f"{need}/{type(suite).__name__}"
+        if key not in checked:
+            checked[key] = None
             try:
-                if need == "omniglot":
+                if type(suite).__name__ == "Omniglot":
                     from metabench.suites.omniglot_data import load_omniglot
 
                     load_omniglot(data_root, allow_download=allow_download, progress=progress)
+                else:
+                    suite.prepare(data_root, "cpu", allow_download=allow_download, progress=progress)
             except DataUnavailable as exc:
-                checked[need] = str(exc)
-        if checked[need]:
-            missing[s] = checked[need]
+                checked[key] = str(exc)
+        if checked[key]:
+            missing[s] = checked[key]
     return missing
 
 

@@ -1,4 +1,11 @@
-"""Leaderboards as text: an aligned terminal table, CSV, or Markdown for a paper or README."""
+"""Leaderboards as files: an aligned terminal table, CSV, Markdown, LaTeX or Parquet.
+
+CSV and Parquet keep every column of ``ResultsDB.leaderboard`` at full precision (for further
+processing). Table, Markdown and LaTeX are for reading and papers: ``mean ± 95% CI`` in one
+column, values in the metric's unit, the best entry and those tied with it (paired t-test
+p >= ``query.TIE_ALPHA``) in bold (Markdown, LaTeX), and a caption naming the suite, the
+protocol and the number of test tasks.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +17,26 @@ import pandas as pd
 from metabench.errors import ConfigError
 from metabench.results.metrics import format_value
 
-FORMATS = ("table", "csv", "markdown")
+FORMATS = ("table", "csv", "markdown", "latex")
+#: Every format ``leaderboard_bytes`` writes (Parquet is binary, so not a ``format_leaderboard`` one).
+FILE_FORMATS = (*FORMATS, "parquet")
 
 # (column in the leaderboard frame, header) of the human-readable formats, after "mean ± 95% CI".
 _TEXT_COLUMNS = [
     ("algorithm", "algorithm"), ("family", "family"), ("preset", "preset"),
     ("std_seeds", "std (seeds)"), ("n_seeds", "seeds"), ("n_tasks", "tasks"),
     ("split_scheme", "split"), ("transductive", "transductive"), ("query_batch", "query batch"),
+    ("vs_best", "vs best"), ("prob_improvement", "P(beats best)"),
 ]  # fmt: skip
 _RIGHT_ALIGNED = {0, 1, 5, 6, 7}  # rank, mean ± CI, std, seeds, tasks (positions in the header)
 
 
 def format_leaderboard(df: pd.DataFrame, fmt: str = "table") -> str:
-    """Render a ``ResultsDB.leaderboard`` frame as ``fmt``: 'table', 'csv' or 'markdown'.
+    """Render a ``ResultsDB.leaderboard`` frame as ``fmt``: 'table', 'csv', 'markdown' or 'latex'.
 
     'table' (aligned plain text) and 'markdown' show values through ``metrics.format_value``
-    with ``mean ± ci95`` in one column (accuracy as '95.00% ± 1.51%'). 'csv' keeps every
+    with ``mean ± ci95`` in one column (accuracy as '95.00% ± 1.51%'); 'markdown' and 'latex'
+    add a caption (``caption``) and set the best entry and its ties in bold. 'csv' keeps every
     column at full precision, for further processing.
     """
     if fmt not in FORMATS:
@@ -34,16 +45,124 @@ def format_leaderboard(df: pd.DataFrame, fmt: str = "table") -> str:
         buffer = io.StringIO()
         df.to_csv(buffer, index=False, lineterminator="\n")
         return buffer.getvalue()
+    if fmt == "latex":
+        return _latex(df)
     header, rows = _text_rows(df)
     if fmt == "markdown":
-        return _markdown(header, rows)
+        bold = _bold_rows(df)
+        rows = [[f"**{c}**" if i == 1 and b else c for i, c in enumerate(r)] for r, b in zip(rows, bold)]
+        caption = f"*{caption_text(df)}*\n\n" if len(df) else ""
+        return caption + _markdown(header, rows)
     return _aligned(header, rows)
+
+
+def leaderboard_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """A leaderboard frame as a file's bytes in ``fmt`` (one of ``FILE_FORMATS``)."""
+    if fmt == "parquet":
+        return frame_bytes(df, "parquet")
+    if fmt not in FORMATS:
+        raise ConfigError(f"Unknown leaderboard format {fmt!r}; expected one of {', '.join(FILE_FORMATS)}.")
+    return format_leaderboard(df, fmt).encode("utf-8")
+
+
+def frame_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """Any results frame (per-task values, curves) as 'csv' or 'parquet' bytes, full precision."""
+    if fmt == "csv":
+        return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        # object columns of mixed None/str are stored as strings; the index is not a column
+        df.reset_index(drop=True).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ConfigError(f"Unknown table format {fmt!r}; expected csv or parquet.")
+
+
+def caption_text(df: pd.DataFrame) -> str:
+    """One sentence naming the suite, metric, protocol and number of test tasks of a leaderboard."""
+    first = df.iloc[0]
+    metric = str(first["metric"])
+    suite = str(first.get("suite", "")) if "suite" in df else ""
+    protocol = []
+    for column, name in (("preset", "preset"), ("split_scheme", "split")):
+        values = sorted({_plain(v) for v in df[column]})
+        protocol.append(f"{name} {', '.join(values)}")
+    trans = sorted({_plain(v) for v in df["transductive"]})
+    if len(trans) == 1:
+        protocol.append("transductive" if trans == ["yes"] else "inductive (non-transductive)")
+    else:
+        protocol.append("transductive per row")
+    tasks = sorted({int(n) for n in df["n_tasks"]})
+    seeds = sorted({int(n) for n in df["n_seeds"]})
+    what = f"{metric} ({first['direction']} is better)"
+    return (
+        f"{suite} (version {_plain(first['suite_version'])}), {what}: mean ± 95% CI over "
+        f"{'/'.join(map(str, tasks))} fixed test tasks after averaging "
+        f"{'/'.join(map(str, seeds))} seed(s); {'; '.join(protocol)}. Bold: best and entries "
+        "not significantly different from it (paired t-test on the test tasks, p ≥ 0.05)."
+    )
+
+
+def _bold_rows(df: pd.DataFrame) -> list[bool]:
+    if "vs_best" not in df:
+        return [r == 1 for r in df["rank"]]
+    return [v in ("best", "tie") for v in df["vs_best"]]
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def _tex(text: object) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in _plain(text))
+
+
+def _latex(df: pd.DataFrame) -> str:
+    """A booktabs table: rank, algorithm, family, mean ± CI (bold = best or tied), std over seeds,
+    seeds, p vs best; protocol columns only where rows differ (else they are in the caption)."""
+    if df.empty:
+        return "% empty leaderboard\n"
+    metric = str(df["metric"].iloc[0])
+    unit = r" (\%)" if format_value(metric, 0.5).endswith("%") else ""
+
+    def num(v: object) -> str:  # no % signs inside cells: the unit is in the header
+        return _tex(format_value(metric, v).rstrip("%"))
+
+    varying = [(c, t) for c, t in (("preset", "Preset"), ("split_scheme", "Split"),
+                                   ("transductive", "Transductive"))
+               if df[c].map(_plain).nunique() > 1]  # fmt: skip
+    header = ["Rank", "Algorithm", "Family", f"{_tex(metric)}{unit}", r"Std (seeds)", "Seeds",
+              *[t for _, t in varying], r"$p$ vs best"]  # fmt: skip
+    lines = []
+    for rec, bold in zip(df.to_dict("records"), _bold_rows(df), strict=True):
+        cell = num(rec["mean"]) if _missing(rec["ci95"]) else f"{num(rec['mean'])} $\\pm$ {num(rec['ci95'])}"
+        if bold:
+            cell = rf"\textbf{{{cell}}}"
+        p = rec.get("p_vs_best")
+        p_text = "--" if _missing(p) else ("$<$0.001" if p < 0.001 else f"{p:.3f}")
+        row = [_tex(rec["rank"]), _tex(rec["algorithm"]), _tex(rec["family"]), cell,
+               num(rec["std_seeds"]), _tex(rec["n_seeds"]), *[_tex(rec[c]) for c, _ in varying], p_text]  # fmt: skip
+        lines.append(" & ".join(row) + r" \\")
+    suite = _plain(df["suite"].iloc[0]) if "suite" in df else "leaderboard"
+    caption = _tex(caption_text(df)).replace("±", r"$\pm$").replace("≥", r"$\geq$")
+    label = "tab:" + "".join(ch if ch.isalnum() else "-" for ch in suite)
+    spec = "rll" + "r" * 3 + "l" * len(varying) + "r"
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering",
+        r"\caption{" + caption + "}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule",
+        *lines, r"\bottomrule", r"\end{tabular}", r"\end{table}",
+    ]) + "\n"  # fmt: skip
 
 
 def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     metrics = df["metric"].unique() if "metric" in df else []
     mean_title = f"{metrics[0]} mean ± 95% CI" if len(metrics) == 1 else "mean ± 95% CI"
-    header = ["rank", mean_title] + [title for _, title in _TEXT_COLUMNS]
+    columns = list(_TEXT_COLUMNS)
+    if "published" in df and df["published"].notna().any():
+        columns.append(("published", "published"))
+    header = ["rank", mean_title] + [title for _, title in columns]
     rows = []
     for rec in df.to_dict("records"):
         metric = rec["metric"]
@@ -51,9 +170,20 @@ def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         ci = rec["ci95"]
         cell = mean if _missing(ci) else f"{mean} ± {format_value(metric, ci)}"
         row = [_plain(rec["rank"]), cell]
-        for column, _ in _TEXT_COLUMNS:
+        for column, _ in columns:
             value = rec[column]
-            row.append(format_value(metric, value) if column == "std_seeds" else _plain(value))
+            if column == "published" and not _missing(value):
+                pci = rec.get("published_ci95")
+                row.append(format_value(metric, value) + ("" if _missing(pci) else f" ± {format_value(metric, pci)}"))
+            elif column == "std_seeds":
+                row.append(format_value(metric, value))
+            elif column == "vs_best":
+                p = rec.get("p_vs_best")
+                row.append(_plain(value) if _missing(p) else f"{value} ({_p(p)})")
+            elif column == "prob_improvement":
+                row.append("n/a" if _missing(value) else f"{value:.2f}")
+            else:
+                row.append(_plain(value))
         rows.append(row)
     return header, rows
 
@@ -80,8 +210,17 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join(align) + "|", *(line(r) for r in rows)]) + "\n"
 
 
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+    if value is None or value is pd.NA:
+        return True
+    try:
+        return bool(isinstance(value, (float, int)) and math.isnan(value))
+    except TypeError:
+        return False
 
 
 def _plain(value: object) -> str:

@@ -20,15 +20,24 @@ import pandas as pd
 
 from metabench.errors import ResultsError
 from metabench.results import metrics as _metrics
+from metabench.results.published import attach_published
 from metabench.results.schema import CURVES, GLOBS, RUNS, TASKS
-from metabench.results.stats import ci_halfwidth
+from metabench.results.stats import ci_halfwidth, paired_comparison
 
 #: Columns of ``ResultsDB.leaderboard``, in order.
 LEADERBOARD_COLUMNS = [
     "rank", "algorithm", "family", "preset", "mean", "ci_low", "ci_high", "ci95", "std_seeds",
     "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
-    "query_batch",
+    "query_batch", "suite", "vs_best", "p_vs_best", "prob_improvement", "published",
+    "published_ci95", "published_source",
 ]  # fmt: skip
+#: What the paired-comparison columns of ``ResultsDB.leaderboard`` mean.
+#: ``vs_best``: 'best', 'tie' (paired t-test p >= ``TIE_ALPHA``) or 'worse'; ``p_vs_best``:
+#: two-sided ``ttest_rel`` p-value against the rank-1 entry on the tasks both have;
+#: ``prob_improvement``: P(this entry beats the best on a task), ties counted half.
+TIE_ALPHA = 0.05
+#: The entry key: rows of one leaderboard differ in at least one of these.
+ENTRY_KEYS = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]
 #: Run columns attached to each curve point / task value.
 _RUN_KEYS = ["run_id", "algorithm", "family", "preset", "seed", "status", "suite_version",
              "split_scheme", "transductive", "query_batch"]  # fmt: skip
@@ -78,12 +87,20 @@ WHERE t.split = 'test' ORDER BY t.metric
 # Tasks are paired across algorithms (same task_id = same task), so average each task over seeds
 # first and put the interval over tasks; the seed spread is the std of the per-seed means.
 # `g` numbers the (algorithm, preset, protocol) groups so NULLs in older files still group.
-_LEADERBOARD_SQL = f"""
-WITH {_RUNS}, {_TASKS}, {_FINISHED},
+# One scan of the tasks table returns both the per-task and the per-seed means of every group
+# (a few thousand rows); the summaries and paired tests are then computed on those.
+_FILTERS = """
+      AND ($families IS NULL OR list_contains($families, family))
+      AND ($presets IS NULL OR list_contains($presets, preset))
+      AND ($split_scheme IS NULL OR split_scheme = $split_scheme)"""
+def _grouped(descriptors: bool = False) -> str:
+    """The filtered, grouped finished runs and their (group, seed, task) cells."""
+    extra = ", any_value(t.descriptors) AS descriptors" if descriptors else ""
+    return f"""
 grouped AS (
     SELECT *, dense_rank() OVER (
         ORDER BY algorithm, preset, split_scheme, transductive, query_batch) AS g
-    FROM finished
+    FROM finished WHERE TRUE {_FILTERS}
 ),
 groups AS (
     SELECT g, any_value(algorithm) AS algorithm, any_value(family) AS family,
@@ -93,26 +110,107 @@ groups AS (
     FROM grouped GROUP BY g
 ),
 cells AS (  -- one value per (group, seed, task); duplicate rows of a cell are averaged
-    SELECT r.g, r.seed, t.task_id, avg(t.value) AS value
+    SELECT r.g, r.seed, t.task_id, avg(t.value) AS value{extra}
     FROM grouped r JOIN tasks t ON t.run_id = r.run_id
     WHERE t.split = 'test' AND t.metric = $metric
     GROUP BY r.g, r.seed, t.task_id
+)"""
+
+
+_LEADERBOARD_SQL = f"""
+WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped()}
+SELECT 'task' AS kind, g, task_id AS key, avg(value) AS value FROM cells GROUP BY g, task_id
+UNION ALL
+SELECT 'seed' AS kind, g, seed AS key, avg(value) AS value FROM cells GROUP BY g, seed
+ORDER BY kind, g, key
+"""
+_GROUPS_SQL = f"""
+WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped()}
+SELECT * FROM groups ORDER BY g
+"""
+
+_TASK_VALUES_SQL = f"""
+WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped(descriptors=True)}
+SELECT grp.algorithm, grp.family, grp.preset, grp.split_scheme, grp.transductive, grp.query_batch,
+       c.task_id, avg(c.value) AS value, count(*) AS n_seeds, any_value(c.descriptors) AS descriptors
+FROM cells c JOIN groups grp USING (g)
+GROUP BY ALL ORDER BY grp.algorithm, grp.preset, c.task_id
+"""
+
+_RUN_COSTS_SQL = f"""
+WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped()}
+SELECT r.run_id, r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
+       r.seed, r.wall_time_s, r.peak_memory_mb, r.meta_steps, r.device,
+       avg(t.value) AS value, count(*) AS n_tasks
+FROM grouped r JOIN tasks t ON t.run_id = r.run_id
+WHERE t.split = 'test' AND t.metric = $metric
+GROUP BY ALL ORDER BY r.algorithm, r.preset, r.seed
+"""
+
+_FACETS_SQL = f"""
+WITH {_RUNS}, {_FINISHED}
+SELECT list(DISTINCT family ORDER BY family) AS families,
+       list(DISTINCT preset ORDER BY preset) AS presets,
+       list(DISTINCT split_scheme ORDER BY split_scheme) AS split_schemes,
+       mode(split_scheme) AS main_split_scheme
+FROM finished
+"""
+
+# Every suite's newest finished version, its primary metric and its most common split scheme;
+# then one mean per (suite, entry, seed) over the test tasks of the primary metric.
+_RUN_SCORES_SQL = f"""
+WITH {_RUNS}, {_TASKS},
+fin AS (SELECT * FROM runs WHERE status = 'finished'),
+newest AS (SELECT suite, max(suite_version) AS v FROM fin GROUP BY suite),
+sel AS (
+    SELECT f.* FROM fin f JOIN newest n ON f.suite = n.suite AND f.suite_version = n.v
 ),
-per_task AS (SELECT g, task_id, avg(value) AS value FROM cells GROUP BY g, task_id),
-per_seed AS (SELECT g, seed, avg(value) AS value FROM cells GROUP BY g, seed),
-by_task AS (
-    SELECT g, avg(value) AS mean, stddev_samp(value) AS sd_tasks, count(*) AS n_tasks
-    FROM per_task GROUP BY g
-),
-by_seed AS (
-    SELECT g, stddev_samp(value) AS std_seeds, count(*) AS n_seeds FROM per_seed GROUP BY g
+main AS (
+    SELECT suite, mode(primary_metric) AS metric, mode(split_scheme) AS split_scheme
+    FROM sel GROUP BY suite
 )
-SELECT rank() OVER (ORDER BY CASE WHEN isnan(mean) THEN NULL WHEN $higher THEN mean ELSE -mean END
-                    DESC NULLS LAST) AS rank,
-       groups.algorithm, groups.family, groups.preset, mean, sd_tasks, std_seeds, n_seeds, n_tasks,
-       groups.suite_version, groups.split_scheme, groups.transductive, groups.query_batch
-FROM by_task JOIN by_seed USING (g) JOIN groups USING (g)
-ORDER BY rank, algorithm, preset
+SELECT s.suite, s.algorithm, any_value(s.family) AS family, s.preset, s.transductive,
+       s.query_batch, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
+FROM sel s JOIN main m ON m.suite = s.suite AND m.split_scheme = s.split_scheme
+JOIN tasks t ON t.run_id = s.run_id AND t.metric = m.metric AND t.split = 'test'
+WHERE TRUE
+  AND ($families IS NULL OR list_contains($families, s.family))
+  AND ($presets IS NULL OR list_contains($presets, s.preset))
+GROUP BY s.suite, s.algorithm, s.preset, s.transductive, s.query_batch, s.seed, m.metric
+ORDER BY s.suite, s.algorithm, s.preset, s.seed
+"""
+
+_CURVE_METRICS_SQL = f"""
+WITH {_RUNS}, {_CURVES},
+selected AS (
+    SELECT run_id FROM runs WHERE suite = $suite
+      AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
+)
+SELECT DISTINCT c.split, c.metric FROM selected r JOIN curves c ON c.run_id = r.run_id
+ORDER BY c.split DESC, c.metric
+"""
+
+# Mean and spread across seeds at each step; wall time is the seeds' mean at that step.
+_CURVE_SUMMARY_SQL = f"""
+WITH {_RUNS}, {_CURVES},
+selected AS (
+    SELECT * FROM runs WHERE suite = $suite
+      AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
+      {_FILTERS}
+),
+points AS (  -- one value per (run, step): duplicate rows of a point are averaged
+    SELECT r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
+           r.seed, r.run_id, c.step, avg(c.wall_time_s) AS wall_time_s, avg(c.value) AS value
+    FROM selected r JOIN curves c ON c.run_id = r.run_id
+    WHERE c.metric = $metric AND c.split = $split
+    GROUP BY ALL
+)
+SELECT algorithm, any_value(family) AS family, preset, split_scheme, transductive, query_batch,
+       step, avg(wall_time_s) AS wall_time_s, avg(value) AS mean,
+       stddev_samp(value) AS sd, count(*) AS n_seeds
+FROM points
+GROUP BY algorithm, preset, split_scheme, transductive, query_batch, step
+ORDER BY algorithm, preset, split_scheme, transductive, query_batch, step
 """
 
 _CURVES_SQL = f"""
@@ -224,31 +322,141 @@ class ResultsDB:
         primary = self.primary_metric(suite)
         return sorted(found, key=lambda m: (m != primary, m))
 
-    def leaderboard(self, suite: str, metric: str | None = None) -> pd.DataFrame:
+    def leaderboard(
+        self,
+        suite: str,
+        metric: str | None = None,
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
         """One row per (algorithm, preset, split_scheme, transductive, query_batch), best first.
 
-        Only finished runs of the newest suite version with finished runs count. ``metric``
-        defaults to the runs' primary metric. ``mean`` and the 95% CI (``ci_low``, ``ci_high``,
-        half-width ``ci95``) are over test tasks after averaging each task over seeds:
-        ``mean ± t.ppf(0.975, n_tasks-1) * sd / sqrt(n_tasks)``. ``std_seeds`` is the std
-        (ddof=1) of the per-seed means, NaN with one seed. Columns: ``LEADERBOARD_COLUMNS``.
+        Only finished runs of the newest suite version with finished runs count, optionally
+        only those of the given families / presets / split scheme (``None`` = all; rank and
+        "best" are within what is selected). ``metric`` defaults to the runs' primary metric.
+        ``mean`` and the 95% CI (``ci_low``, ``ci_high``, half-width ``ci95``) are over test
+        tasks after averaging each task over seeds: ``mean ± t.ppf(0.975, n_tasks-1) * sd /
+        sqrt(n_tasks)``. ``std_seeds`` is the std (ddof=1) of the per-seed means, NaN with one
+        seed. Each row is compared with the rank-1 row on the tasks both have (``vs_best``,
+        ``p_vs_best``, ``prob_improvement``; see ``TIE_ALPHA``). ``published`` (with
+        ``published_ci95`` and ``published_source``) is the paper's number for the row when one
+        with the same algorithm, split scheme, transductive flag and metric exists
+        (``metabench.results.published``). Columns: ``LEADERBOARD_COLUMNS``.
         """
         metric = metric or self.primary_metric(suite)
         if metric is None:
             return _empty(LEADERBOARD_COLUMNS)
         better = _metrics.direction(metric)  # unknown metric -> ConfigError
-        params = self._params("runs", "tasks", suite=suite, metric=metric, higher=better == "higher")
+        params = self._params(
+            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
+        )
         if params is None:
             return _empty(LEADERBOARD_COLUMNS)
-        df = self._query(_LEADERBOARD_SQL, params)
-        if df.empty:
+        values = self._query(_LEADERBOARD_SQL, params)
+        if values.empty:
             return _empty(LEADERBOARD_COLUMNS)
-        df["ci95"] = ci_halfwidth(df.pop("sd_tasks").to_numpy(float), df["n_tasks"].to_numpy(float))
-        df["ci_low"] = df["mean"] - df["ci95"]
-        df["ci_high"] = df["mean"] + df["ci95"]
+        groups = self._query(_GROUPS_SQL, params).set_index("g")
+        df = _summarise(values, groups, higher=better == "higher")
         df["metric"] = metric
         df["direction"] = better
+        df["suite"] = suite
+        df = attach_published(df, suite)
         return df[LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+    def facets(self, suite: str) -> dict[str, Any]:
+        """Filter choices of a suite's leaderboard population: families, presets, split_schemes
+        (sorted lists) and main_split_scheme (the most common one; None without runs)."""
+        empty = {"families": [], "presets": [], "split_schemes": [], "main_split_scheme": None}
+        params = self._params("runs", suite=suite)
+        if params is None:
+            return empty
+        row = self._query(_FACETS_SQL, params).iloc[0]
+        if row["families"] is None or len(row["families"]) == 0:
+            return empty
+        return {k: (list(row[k]) if k != "main_split_scheme" else row[k]) for k in empty}
+
+    def task_values(
+        self,
+        suite: str,
+        metric: str,
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
+        """One row per (leaderboard entry, test task): the task's value averaged over seeds,
+        ``n_seeds`` and the task's ``descriptors`` (JSON). Same population as ``leaderboard``."""
+        columns = ENTRY_KEYS[:1] + ["family"] + ENTRY_KEYS[1:] + ["task_id", "value", "n_seeds", "descriptors"]
+        params = self._params(
+            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
+        )
+        if params is None:
+            return _empty(columns)
+        return self._query(_TASK_VALUES_SQL, params)[columns]
+
+    def run_costs(
+        self,
+        suite: str,
+        metric: str,
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
+        """One row per finished run of the leaderboard's population: its wall time, peak memory,
+        meta-steps and its mean ``metric`` over the test tasks (``value``)."""
+        columns = ["run_id", *ENTRY_KEYS[:1], "family", *ENTRY_KEYS[1:], "seed", "wall_time_s",
+                   "peak_memory_mb", "meta_steps", "device", "value", "n_tasks"]  # fmt: skip
+        params = self._params(
+            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
+        )
+        if params is None:
+            return _empty(columns)
+        return self._query(_RUN_COSTS_SQL, params)[columns]
+
+    def run_scores(self, families: list[str] | None = None, presets: list[str] | None = None) -> pd.DataFrame:
+        """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
+        suite's primary metric over its test tasks (``value``). Per suite: finished runs of the
+        newest version, of its most common split scheme only (never mixed)."""
+        columns = ["suite", "algorithm", "family", "preset", "transductive", "query_batch", "seed",
+                   "metric", "value", "n_tasks"]  # fmt: skip
+        params = self._params("runs", "tasks", **_filters(families, presets, ...))
+        if params is None:
+            return _empty(columns)
+        return self._query(_RUN_SCORES_SQL, params)[columns]
+
+    def curve_metrics(self, suite: str) -> list[tuple[str, str]]:
+        """(split, metric) pairs with curve points for the suite's newest version; val first."""
+        params = self._params("runs", "curves", suite=suite)
+        if params is None:
+            return []
+        df = self._query(_CURVE_METRICS_SQL, params)
+        return list(zip(df["split"], df["metric"], strict=True))
+
+    def curve_summary(
+        self,
+        suite: str,
+        metric: str,
+        split: str = "val",
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
+        """Learning curves averaged over seeds: one row per (entry, step) with the mean, the
+        95% CI across seeds (``ci_low``, ``ci_high``; NaN with one seed), ``n_seeds`` and the
+        seeds' mean ``wall_time_s`` at that step. Runs of every status, newest suite version."""
+        columns = ["algorithm", "family", "preset", "split_scheme", "transductive", "query_batch",
+                   "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
+        params = self._params(
+            "runs", "curves", suite=suite, metric=metric, split=split,
+            **_filters(families, presets, split_scheme),
+        )
+        if params is None:
+            return _empty(columns)
+        df = self._query(_CURVE_SUMMARY_SQL, params)
+        half = ci_halfwidth(df.pop("sd").to_numpy(float), df["n_seeds"].to_numpy(float))
+        df["ci_low"] = df["mean"] - half
+        df["ci_high"] = df["mean"] + half
+        return df[columns]
 
     def curves(self, suite: str, metric: str, split: str = "val") -> pd.DataFrame:
         """Learning-curve points of every run (any status) of the suite's newest version."""
@@ -285,6 +493,52 @@ class ResultsDB:
                 "corrupted or from an incompatible metabench version; delete that run's folder "
                 "and rerun it."
             ) from exc
+
+
+def _filters(
+    families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None
+) -> dict[str, Any]:
+    """Bound filter parameters; None means "no filter" (an empty list selects nothing)."""
+    bound: dict[str, Any] = {
+        "families": None if families is None else [str(f) for f in families],
+        "presets": None if presets is None else [str(p) for p in presets],
+    }
+    if split_scheme is not ...:  # queries without a split-scheme filter pass ...
+        bound["split_scheme"] = split_scheme
+    return bound
+
+
+def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.DataFrame:
+    """Leaderboard rows from per-(group, task) and per-(group, seed) means (few rows)."""
+    tasks = values[values["kind"] == "task"]
+    seeds = values[values["kind"] == "seed"]
+    by_task = tasks.groupby("g")["value"].agg(mean="mean", sd_tasks="std", n_tasks="count")
+    by_seed = seeds.groupby("g")["value"].agg(std_seeds="std", n_seeds="count")
+    df = groups.join(by_task, how="inner").join(by_seed, how="inner")
+    df["ci95"] = ci_halfwidth(df.pop("sd_tasks").to_numpy(float), df["n_tasks"].to_numpy(float))
+    df["ci_low"] = df["mean"] - df["ci95"]
+    df["ci_high"] = df["mean"] + df["ci95"]
+    key = df["mean"] if higher else -df["mean"]
+    df["rank"] = key.rank(method="min", ascending=False, na_option="bottom").astype("int64")
+    df = df.sort_values(["rank", "algorithm", "preset"], kind="stable")
+    # Paired comparison of every row with the best one, on the tasks both have.
+    matrix = tasks.pivot(index="key", columns="g", values="value")
+    best = df.index[0]
+    vs, ps, probs = [], [], []
+    for g in df.index:
+        if g == best:
+            vs.append("best"), ps.append(float("nan")), probs.append(float("nan"))
+            continue
+        both = matrix[[g, best]].dropna()
+        if len(both) < 2:
+            vs.append("n/a"), ps.append(float("nan")), probs.append(float("nan"))
+            continue
+        cmp = paired_comparison(both[g].to_numpy(), both[best].to_numpy(), higher_is_better=higher)
+        tied = not cmp.p_value < TIE_ALPHA
+        vs.append("tie" if tied else "worse"), ps.append(cmp.p_value), probs.append(cmp.prob_improvement)
+    df["vs_best"], df["p_vs_best"], df["prob_improvement"] = vs, ps, probs
+    return df.reset_index(drop=True)
+
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:

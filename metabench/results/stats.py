@@ -92,3 +92,155 @@ def seed_task_summary(matrix: ArrayLike, confidence: float = 0.95) -> SeedTaskSu
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be strictly between 0 and 1; received {confidence}.")
+
+
+# -- paired comparisons --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Entry A against entry B on the same test tasks, from two ``(n_tasks,)`` arrays."""
+
+    mean_diff: float
+    """Mean over tasks of ``a - b`` (in the metric's units)."""
+    p_value: float
+    """Two-sided paired t-test (``scipy.stats.ttest_rel``); NaN with < 2 tasks, 1.0 if a == b."""
+    prob_improvement: float
+    """P(A better than B) on a task: the fraction of tasks A wins, ties counted half."""
+    n_tasks: int
+
+
+def paired_comparison(a: ArrayLike, b: ArrayLike, higher_is_better: bool = True) -> PairedComparison:
+    """Compare two entries on the same tasks; ``a[j]`` and ``b[j]`` are task ``j``'s values.
+
+    The p-value is that of ``scipy.stats.ttest_rel(a, b)`` (two-sided); when every difference
+    is zero the test is undefined and we report 1.0 (no evidence of a difference). The
+    probability of improvement is rliable's ``P(X > Y)`` (Agarwal et al., 2021) taken over
+    test tasks, each task contributing one paired comparison: ``mean(1[a better] + 0.5 *
+    1[a == b])``, where "better" follows ``higher_is_better``.
+    """
+    from scipy import stats as _scipy_stats
+
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ConfigError(
+            "paired_comparison expects two non-empty 1-D arrays of the same shape (n_tasks,); "
+            f"received shapes {x.shape} and {y.shape}."
+        )
+    diff = x - y
+    if x.size < 2:
+        p = float("nan")
+    elif np.all(diff == 0):
+        p = 1.0
+    else:
+        p = float(_scipy_stats.ttest_rel(x, y).pvalue)
+    wins = (diff > 0) if higher_is_better else (diff < 0)
+    prob = float(np.mean(wins + 0.5 * (diff == 0)))
+    return PairedComparison(float(diff.mean()), p, prob, int(x.size))
+
+
+# -- aggregates across suites (rliable's definitions) --------------------------------------------
+
+
+def iqm(scores: ArrayLike, axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean of ``scores`` (any shape, e.g. ``(n_runs, n_tasks)``).
+
+    rliable's ``aggregate_iqm``: ``scipy.stats.trim_mean(scores, 0.25, axis=None)``, the mean of
+    the middle 50% of the pooled values (25% cut from each end, rounded down). With ``axis``,
+    one IQM per slice along that axis (used to evaluate bootstrap replicates at once).
+    """
+    from scipy import stats as _scipy_stats
+
+    x = np.asarray(scores, dtype=np.float64)
+    if x.size == 0:
+        raise ConfigError("iqm expects at least one score; received an empty array.")
+    result = _scipy_stats.trim_mean(x, proportiontocut=0.25, axis=axis)
+    return float(result) if axis is None else np.asarray(result)
+
+
+def stratified_bootstrap_ci(
+    strata: ArrayLike | list[ArrayLike],
+    statistic=iqm,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
+    """Point estimate and stratified-bootstrap percentile interval of ``statistic``.
+
+    ``strata`` is a ``(n_runs, n_tasks)`` matrix (rliable's layout: a task, here a suite, is a
+    column) or a list of 1-D arrays, one per task, when tasks have different numbers of runs.
+    Each replicate resamples runs with replacement *within each task* and pools the resampled
+    scores; ``statistic(x, axis=...)`` (like ``iqm`` or ``np.mean``) reduces them. The interval
+    is the (alpha/2, 1 - alpha/2) percentiles of the replicates (``np.percentile``, linear
+    interpolation). For a matrix this is rliable's ``get_interval_estimates(...,
+    method='percentile')`` with its ``StratifiedBootstrap``: the same index draws, one
+    ``choice(n_runs, (n_runs, n_tasks))`` per replicate from ``RandomState(seed)``, so rliable
+    run after ``np.random.seed(seed)`` returns the same numbers (tested when it is installed).
+    Ragged strata draw each stratum's indices in turn (no rliable counterpart).
+    """
+    _check_confidence(confidence)
+    if reps < 1:
+        raise ConfigError(f"reps must be at least 1; received {reps}.")
+    rng = np.random.RandomState(seed)
+    ragged = isinstance(strata, (list, tuple)) and len({np.size(s) for s in strata}) > 1
+    if ragged:
+        groups = [np.asarray(s, dtype=np.float64).ravel() for s in strata]
+        if any(g.size == 0 for g in groups):
+            raise ConfigError("stratified_bootstrap_ci: every stratum needs at least one score.")
+        point = float(statistic(np.concatenate(groups)))
+        # (reps, total): each stratum's values resampled within the stratum
+        resampled = np.concatenate([g[rng.choice(g.size, (reps, g.size), replace=True)] for g in groups], axis=1)
+    else:
+        m = np.asarray(strata, dtype=np.float64)
+        if isinstance(strata, (list, tuple)):
+            m = m.reshape(len(strata), -1).T  # a list of equal strata -> (n_runs, n_tasks)
+        if m.ndim != 2 or 0 in m.shape:
+            raise ConfigError(
+                "stratified_bootstrap_ci expects a non-empty (n_runs, n_tasks) matrix or a list of "
+                f"1-D strata; received shape {m.shape}."
+            )
+        n_runs, n_tasks = m.shape
+        point = float(statistic(m))
+        # One call drawing (reps, n_runs, n_tasks) consumes the stream exactly as `reps` calls
+        # drawing (n_runs, n_tasks) each, i.e. as rliable does.
+        rows = rng.choice(n_runs, (reps, n_runs, n_tasks), replace=True)
+        resampled = m[rows, np.arange(n_tasks)[None, None, :]].reshape(reps, -1)
+    replicates = np.asarray(statistic(resampled, axis=1), dtype=np.float64)
+    alpha = 1.0 - confidence
+    low, high = np.percentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return point, (float(low), float(high))
+
+
+def performance_profile(scores: ArrayLike, taus: ArrayLike) -> np.ndarray:
+    """rliable's score distribution: for each ``tau``, the fraction of scores above ``tau``.
+
+    ``scores`` is any array of normalised run scores (``(n_runs, n_tasks)`` in rliable); the
+    result has the shape of ``taus``. ``np.mean(scores > tau)`` as ``run_score_deviation``.
+    """
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    t = np.asarray(taus, dtype=np.float64)
+    if x.size == 0:
+        raise ConfigError("performance_profile expects at least one score; received none.")
+    return (x[None, :] > t.reshape(-1, 1)).mean(axis=1).reshape(t.shape)
+
+
+def pareto_front(cost: ArrayLike, score: ArrayLike, higher_is_better: bool = True) -> np.ndarray:
+    """Boolean mask of the points no other point beats: cheaper-or-equal *and* better-or-equal,
+    strictly in one. ``cost`` (lower is better) and ``score`` have shape ``(n_points,)``; NaNs
+    are never on the front."""
+    c = np.asarray(cost, dtype=np.float64)
+    s = np.asarray(score, dtype=np.float64)
+    if c.shape != s.shape or c.ndim != 1:
+        raise ConfigError(
+            f"pareto_front expects two 1-D arrays of the same shape; received {c.shape} and {s.shape}."
+        )
+    if not higher_is_better:
+        s = -s
+    ok = np.isfinite(c) & np.isfinite(s)
+    front = np.zeros(c.shape, dtype=bool)
+    for i in np.flatnonzero(ok):
+        no_worse = ok & (c <= c[i]) & (s >= s[i])
+        strictly = (c < c[i]) | (s > s[i])
+        front[i] = not np.any(no_worse & strictly)
+    return front

@@ -95,7 +95,7 @@ class Navigation2DGymEnv(_TorchTrialEnv):
 
     def __init__(self, episodes_per_trial: int = 1):
         super().__init__(Navigation2D(), episodes_per_trial)
-        bound = 0.1 * self.suite.horizon     # the farthest a point can get within one episode
+        bound = 0.1 * self.suite.horizon + 1e-3   # the farthest a point can get in one episode (+ float32 slack)
         self.observation_space = spaces.Box(-bound, bound, (2,), np.float32)
         self.action_space = spaces.Box(-0.1, 0.1, (2,), np.float32)
 

@@ -5,7 +5,10 @@ from functools import partial
 
 from metabench.registry import Registry
 from metabench.suites.base import KINDS, Suite, TaskBatch
+from metabench.suites.cifarfs import CifarFS
+from metabench.suites.miniimagenet import MiniImageNet
 from metabench.suites.omniglot import Omniglot
+from metabench.suites.omniglot_lake import OmniglotLake, OmniglotLakeRuns
 from metabench.suites.sinusoid import Sinusoid
 from metabench.suites.mujoco import HalfCheetah
 from metabench.suites.rl import Bandit, Navigation2D, RLSuite, TabularMDP
@@ -13,6 +16,12 @@ from metabench.suites.rl import Bandit, Navigation2D, RLSuite, TabularMDP
 SUITES: Registry = Registry("suite")
 for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
     SUITES.add(f"omniglot-{_way}w{_shot}s", partial(Omniglot, _way, _shot))
+for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
+    SUITES.add(f"omniglot-lake-{_way}w{_shot}s", partial(OmniglotLake, _way, _shot))
+SUITES.add("omniglot-lake-runs", OmniglotLakeRuns)
+for _shot in (1, 5):
+    SUITES.add(f"miniimagenet-5w{_shot}s", partial(MiniImageNet, 5, _shot))
+    SUITES.add(f"cifarfs-5w{_shot}s", partial(CifarFS, 5, _shot))
 for _shot in (5, 10):
     SUITES.add(f"sinusoid-{_shot}shot", partial(Sinusoid, _shot))
 

@@ -71,6 +71,7 @@ class Suite:
     n_test_tasks: int = 600
     n_val_tasks: int = 600
     needs_data: ClassVar[str | None] = None   # dataset name under the data root, if any
+    input_shape: tuple[int, ...] = ()         # one input, e.g. (C, H, W) = (1, 28, 28) for images
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

@@ -43,12 +43,16 @@ class Omniglot(Suite):
             self._alphabets = data.alphabets
             self._classes = {}
             for split in ("train", "val", "test"):
-                pairs = data.split(self.split_scheme, split)
+                pairs = self._split_pairs(data, split)
                 self._classes[split] = torch.tensor(
                     [[c, r // 90] for c, r in pairs], dtype=torch.int64)  # (n_classes, 2)
             self._images = data.images
         self._images = self._images.to(device)
         return super().prepare(data_root, device)
+
+    def _split_pairs(self, data, split: str) -> list[tuple[int, int]]:
+        """(character index, rotation in degrees) classes of one meta-split."""
+        return data.split(self.split_scheme, split)
 
     def _sample(self, split, n_tasks, generator, *, n_way, n_shot, n_query) -> TaskBatch:
         classes = self._classes[split]

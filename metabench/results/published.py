@@ -1,0 +1,65 @@
+"""Published numbers, to show beside ours (no torch, no Streamlit).
+
+The table is ``published.csv`` in this package: one published number per row, with the paper, the
+table it comes from, the protocol (split, transductive or not, architecture) and how it was
+checked (``check``: P = read in the paper or a paper table quoting it; S = a secondary source,
+named in ``source``). Values are in metabench's units (accuracy as a fraction).
+
+A published number is shown beside a leaderboard row only when the protocol matches: same suite,
+same split scheme, same ``transductive`` flag and the same algorithm name (``attach_published``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import pandas as pd
+
+#: Columns of ``published_for``, in order.
+PUBLISHED_COLUMNS = ["suite", "split_scheme", "algorithm", "variant", "metric", "value", "ci95", "transductive",
+                     "architecture", "protocol", "citation", "source", "check"]
+
+
+@lru_cache(maxsize=1)
+def _table() -> pd.DataFrame:
+    with resources.files("metabench.results").joinpath("published.csv").open("r", encoding="utf-8") as f:
+        df = pd.read_csv(f, comment="#", dtype={"variant": str}, keep_default_na=False,
+                         na_values={"ci95": [""], "value": [""]})
+    df["transductive"] = df["transductive"].map({"True": True, "False": False, True: True, False: False})
+    df["value"] = df["value"].astype(float)
+    df["ci95"] = df["ci95"].astype(float)
+    return df[PUBLISHED_COLUMNS]
+
+
+def published_for(suite: str | None = None, split_scheme: str | None = None) -> pd.DataFrame:
+    """Published rows for ``suite`` (all suites when None), optionally of one split scheme.
+
+    Columns: ``PUBLISHED_COLUMNS``; file order (each paper's headline variant first).
+    """
+    df = _table()
+    if suite is not None:
+        df = df[df["suite"] == suite]
+    if split_scheme is not None:
+        df = df[df["split_scheme"] == split_scheme]
+    return df.reset_index(drop=True).copy()
+
+
+def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """``board`` (a leaderboard frame) with ``published``, ``published_ci95`` and ``published_source``.
+
+    A row gets the first published number with the same algorithm, split scheme, transductive
+    flag and metric; NaN when the protocol of no published number matches.
+    """
+    out = board.copy()
+    pub = published_for(suite)
+    values, cis, sources = [], [], []
+    for rec in out.to_dict("records"):
+        hit = pub[(pub["algorithm"] == rec.get("algorithm")) & (pub["split_scheme"] == rec.get("split_scheme"))
+                  & (pub["transductive"] == bool(rec.get("transductive"))) & (pub["metric"] == rec.get("metric"))]
+        values.append(float(hit["value"].iloc[0]) if len(hit) else float("nan"))
+        cis.append(float(hit["ci95"].iloc[0]) if len(hit) else float("nan"))
+        sources.append(str(hit["citation"].iloc[0]) if len(hit) else None)
+    out["published"] = values
+    out["published_ci95"] = cis
+    out["published_source"] = sources
+    return out

@@ -1,0 +1,51 @@
+"""Cost: what each point of accuracy costs in wall time and peak memory, with the Pareto front."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from metabench.dashboard import charts, widgets
+from metabench.results import metrics, stats
+
+widgets.require_router()
+st.title("Cost")
+
+f = widgets.suite_filters()
+with widgets.errors_as_messages():
+    runs = widgets.filtered("run_costs", f)
+if runs.empty:
+    widgets.nothing_matches(f)
+runs = runs.assign(entry=charts.entry_labels(runs).to_numpy())
+higher = metrics.direction(f.metric) == "higher"
+entries = runs.groupby("entry", as_index=False).agg(
+    wall_time_s=("wall_time_s", "mean"), peak_memory_mb=("peak_memory_mb", "mean"), value=("value", "mean"),
+    seeds=("seed", "nunique"), meta_steps=("meta_steps", "mean"))  # fmt: skip
+
+for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memory_mb", "peak memory (MiB, log)")):
+    st.subheader("Against wall time" if column == "wall_time_s" else "Against peak memory")
+    known = entries[np.isfinite(entries[column]) & (entries[column] > 0)]
+    if known.empty:
+        st.info(f"No run recorded its {column}.")
+        continue
+    front = stats.pareto_front(known[column], known["value"], higher)
+    points = known.assign(pareto=front)
+    st.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
+    st.caption(
+        "Small points: runs (seeds); large points: each entry's mean over seeds; ringed and joined: "
+        f"the Pareto front (no other entry is both cheaper and better): {', '.join(points.loc[front, 'entry'])}."
+    )
+
+st.subheader("Per entry")
+fmt = lambda v: metrics.format_value(f.metric, v)  # noqa: E731
+st.dataframe(
+    pd.DataFrame({
+        "Entry": entries["entry"], f.metric: [fmt(v) for v in entries["value"]], "Seeds": entries["seeds"],
+        "Wall time (min)": entries["wall_time_s"] / 60, "Peak memory (MiB)": entries["peak_memory_mb"],
+        "Meta-steps": entries["meta_steps"],
+    }),
+    hide_index=True,
+    column_config={"Wall time (min)": st.column_config.NumberColumn(format="%.1f"),
+                   "Peak memory (MiB)": st.column_config.NumberColumn(format="%.0f"),
+                   "Meta-steps": st.column_config.NumberColumn(format="%.0f")},
+)  # fmt: skip
+st.caption(f"{metrics.label(f.metric)}; wall time and memory as stored per run (`runs.parquet`), all attempts.")

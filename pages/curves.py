@@ -1,0 +1,44 @@
+"""Learning curves: a metric against meta-steps or wall time, mean and 95% CI over seeds."""
+
+import streamlit as st
+
+from metabench.dashboard import charts, widgets
+
+widgets.require_router()
+st.title("Learning curves")
+
+f = widgets.suite_filters(metric_choice=False)
+with widgets.errors_as_messages():
+    pairs = widgets.curve_metrics(f.suite)
+if not pairs:
+    st.info(f"No curve points for `{f.suite}` yet; run `metabench run --suites {f.suite} --preset smoke`.")
+    st.stop()
+names = [f"{split} · {metric}" for split, metric in pairs]
+cols = st.columns([3, 2, 2, 2])
+with cols[0]:
+    chosen = widgets.url_selectbox("Curve (split · metric)", names, "curve")
+split, metric = pairs[names.index(chosen)]
+with cols[1]:
+    x = widgets.url_selectbox("x axis", ["step", "wall_time_s"], "x", widget=st.radio, horizontal=True,
+                              format_func=lambda v: "meta-step" if v == "step" else "wall time")  # fmt: skip
+with cols[2]:
+    log_x = widgets.url_toggle("log x", "logx")
+    log_y = widgets.url_toggle("log y", "logy")
+with cols[3]:
+    smooth = st.slider("Smoothing (EMA weight)", 0.0, 0.95, float(st.query_params.get("smooth", 0.0)), 0.05,
+                       help="Exponential moving average over steps of the mean and the band; 0 = off.")  # fmt: skip
+    st.query_params["smooth"] = f"{smooth:g}"
+
+with widgets.errors_as_messages():
+    df = widgets.curve_summary(f, metric, split)
+if df.empty:
+    widgets.nothing_matches(f)
+df = widgets.smooth_curves(df, smooth)
+st.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
+n = df.groupby(charts.entry_labels(df))["n_seeds"].max()
+st.caption(
+    f"{split} {metric} of `{f.suite}` (newest version, runs of every status). Lines: mean over "
+    "seeds at each meta-step; bands: 95% Student-t CI across seeds (none with one seed); wall "
+    "time is the seeds' mean at that step. Seeds per entry: "
+    + ", ".join(f"{k} {v}" for k, v in n.items()) + "."
+)

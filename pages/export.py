@@ -1,0 +1,54 @@
+"""Export: exactly the leaderboard shown under the current filters, as a file; and raw tables."""
+
+import streamlit as st
+
+from metabench.dashboard import widgets
+from metabench.results.export import frame_bytes, leaderboard_bytes
+
+widgets.require_router()
+st.title("Export")
+
+f = widgets.suite_filters()
+with widgets.errors_as_messages():
+    board = widgets.filtered("leaderboard", f)
+if board.empty:
+    widgets.nothing_matches(f)
+
+stem = f"{f.suite}-{f.metric.replace('@', '_at')}"
+st.subheader("Leaderboard")
+st.caption(
+    "The table of the Leaderboard page under these filters. CSV and Parquet: every column at full "
+    "precision; Markdown and LaTeX: paper-ready (mean ± 95% CI, best and ties in bold, a caption "
+    "naming suite, protocol and number of test tasks). From the command line: "
+    f"`metabench leaderboard --suite {f.suite} --format latex`."
+)
+kinds = {"CSV": ("csv", "text/csv"), "Parquet": ("parquet", "application/vnd.apache.parquet"),
+         "Markdown": ("md", "text/markdown"), "LaTeX": ("tex", "application/x-tex")}  # fmt: skip
+cols = st.columns(len(kinds))
+for col, (label, (ext, mime)) in zip(cols, kinds.items(), strict=True):
+    fmt = {"md": "markdown", "tex": "latex"}.get(ext, ext)
+    col.download_button(label, leaderboard_bytes(board, fmt), file_name=f"{stem}-leaderboard.{ext}",
+                        mime=mime, key=f"dl_{ext}", width="stretch")  # fmt: skip
+preview = widgets.url_selectbox("Preview", ["LaTeX", "Markdown"], "preview", widget=st.radio, horizontal=True)
+st.code(leaderboard_bytes(board, "latex" if preview == "LaTeX" else "markdown").decode(),
+        language="latex" if preview == "LaTeX" else "markdown")  # fmt: skip
+
+st.subheader("Per-task values and learning curves")
+with widgets.errors_as_messages():
+    tasks = widgets.filtered("task_values", f)
+    curve_pairs = widgets.curve_metrics(f.suite)
+cols = st.columns(4)
+cols[0].download_button("Per-task CSV", frame_bytes(tasks, "csv"), f"{stem}-tasks.csv", "text/csv", key="dl_tasks_csv")
+cols[1].download_button("Per-task Parquet", frame_bytes(tasks, "parquet"), f"{stem}-tasks.parquet", key="dl_tasks_pq")
+if curve_pairs:
+    names = [f"{s} · {m}" for s, m in curve_pairs]
+    split, metric = curve_pairs[names.index(widgets.url_selectbox("Curve", names, "curve"))]
+    curves = widgets.curve_summary(f, metric, split)
+    cols[2].download_button("Curve CSV", frame_bytes(curves, "csv"), f"{f.suite}-{split}-{metric}-curves.csv",
+                            "text/csv", key="dl_curves_csv")  # fmt: skip
+    cols[3].download_button("Curve Parquet", frame_bytes(curves, "parquet"),
+                            f"{f.suite}-{split}-{metric}-curves.parquet", key="dl_curves_pq")  # fmt: skip
+st.caption(
+    f"Per task: {len(tasks)} rows, one per (entry, test task), averaged over seeds, with the task's "
+    "descriptors. Curves: mean and 95% CI over seeds per meta-step."
+)
