@@ -128,7 +128,7 @@ class MQL(Algorithm):
     PRESETS = {
         "paper": {"rl-discrete": dict(hidden=128, buffer_trials=20000, updates_per_step=8, eps_steps=2000)},
         "quick": {"rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=2, buffer_trials=4096,
-                                      batch_trials=64, updates_per_step=4, eps_steps=400)},
+                                      batch_trials=64, updates_per_step=4, eps_steps=100)},
         "smoke": {"rl-discrete": dict(hidden=8, meta_batch_size=2, n_envs_per_task=2, buffer_trials=16,
                                       batch_trials=4, updates_per_step=1, eps_steps=5)},
     }
