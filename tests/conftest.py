@@ -1,9 +1,15 @@
 """Shared fixtures: the staged datasets, a per-session cache, Omniglot decoded once."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Set before anything imports torch: with OpenMP's default spin-waiting, in-process tests (a GRU
+# step, a MAML step) slow down 10-70x whenever the two cores are shared. The engine's workers set
+# the same (metabench.engine.job.worker_env).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # /work/shared/data locally; ../shared/data relative to the repository in CI.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

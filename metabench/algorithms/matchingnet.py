@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, TrainRequest, embed_episodes, seeded_init
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -184,10 +184,8 @@ class MatchingNet(Algorithm):
         was_training = self.model.training
         self.model.eval()
         T = batch.n_tasks
-        n_s, n_q = batch.support_x.shape[1], batch.query_x.shape[1]
-        x = torch.cat([batch.support_x, batch.query_x], 1)          # (T, n_s + n_q, C, H, W)
-        z = torch.cat([self.model["conv"](x[lo:lo + 8].flatten(0, 1)) for lo in range(0, T, 8)])
-        z = z.view(T, n_s + n_q, -1)
+        n_s = batch.support_x.shape[1]
+        z = embed_episodes(self.model["conv"], batch)   # (T, n_s + n_q, D)
         acc, loss = torch.zeros(T), torch.zeros(T)
         for t in range(T):
             probs = self._probs(z[t, :n_s], batch.support_y[t], z[t, n_s:], batch.n_way)

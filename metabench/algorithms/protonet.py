@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, classification_metrics, seeded_init
+from metabench.algorithms.base import (Algorithm, TrainRequest, classification_metrics, embed_episodes,
+                                      seeded_init)
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -130,12 +131,8 @@ class ProtoNet(Algorithm):
         was_training = self.model.training
         self.model.eval()
         T = batch.n_tasks
-        n_s, n_q = batch.support_x.shape[1], batch.query_x.shape[1]
-        # eval-mode batch norm makes every image independent, so several tasks share one call
-        # (chunks of 8 keep the first activation under ~100 MB for 5-way 1-shot episodes).
-        x = torch.cat([batch.support_x, batch.query_x], 1)          # (T, n_s + n_q, C, H, W)
-        z = torch.cat([self.model(x[lo:lo + 8].flatten(0, 1)) for lo in range(0, T, 8)])
-        z = z.view(T, n_s + n_q, -1)
+        n_s = batch.support_x.shape[1]
+        z = embed_episodes(self.model, batch)   # eval-mode batch norm: every image independent
         acc, loss = torch.zeros(T), torch.zeros(T)
         for t in range(T):
             logits = logits_from(z[t, n_s:], prototypes(z[t, :n_s], batch.support_y[t], batch.n_way))

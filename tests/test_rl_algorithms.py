@@ -1,0 +1,121 @@
+"""Meta-RL learners (rl2, maml-rl, mql): conformance and a smoke cell on the suites they fit, and
+oracles for their pure pieces (PPO loss, linear feature baseline, conjugate gradient, double DQN)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metabench.algorithms import ALGORITHMS
+from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline, baseline_features
+from metabench.algorithms.mql import double_dqn_target
+from metabench.algorithms.rl2 import ppo_clip_loss
+from metabench.checks import check_algorithm
+from metabench.engine.cell import CellRunner
+from metabench.results.writer import read_table
+from metabench.spec import Cell
+from metabench.suites import SUITES, make_suite
+
+#: the learned meta-RL rows: every registered algorithm that handles an RL kind and meta-trains
+LEARNERS = [a for a in ALGORITHMS.names() if ALGORITHMS.get(a).needs_training
+            and ALGORITHMS.get(a).supports & {"rl-discrete", "rl-continuous"}]
+SMALLEST = ("bandit-k5-n10", "tabular-mdp-n10", "navigation2d")
+PAIRS = [(a, s) for a in LEARNERS for s in SMALLEST if ALGORITHMS.get(a).fits(make_suite(s))[0]]
+RL_SUITES = [s for s in SUITES.names() if make_suite(s).kind.startswith("rl-") and make_suite(s).unavailable() is None]
+SLOW_PAIRS = [(a, s) for a in LEARNERS for s in RL_SUITES if s not in SMALLEST
+              and ALGORITHMS.get(a).fits(make_suite(s))[0]]
+_SUITES: dict[str, object] = {}
+
+
+def suite(sid: str):
+    if sid not in _SUITES:
+        _SUITES[sid] = make_suite(sid).prepare(None, "cpu")
+    return _SUITES[sid]
+
+
+def test_the_learners_are_registered():
+    assert {"rl2", "maml-rl", "mql"} <= set(LEARNERS)
+    ok, why = ALGORITHMS.get("mql").fits(make_suite("navigation2d"))
+    assert not ok and "discrete actions only" in why
+
+
+@pytest.mark.parametrize("algorithm, sid", PAIRS)
+def test_learner_conformance(algorithm, sid):
+    """Training changes the weights, evaluate does not and is repeatable, the state dict round-trips."""
+    check_algorithm(algorithm, suite(sid))
+
+
+def _smoke_cell(algorithm, sid, tmp_path):
+    cell = Cell(sid, algorithm, 0, "smoke", "cpu")
+    assert CellRunner(cell, tmp_path).run() == "finished"
+    tasks = read_table(tmp_path / cell.run_id / "tasks.parquet", "tasks")
+    primary = make_suite(sid).primary_metric
+    assert sorted(tasks[tasks.metric == primary]["task_id"]) == list(range(10))
+    assert tasks["value"].notna().all()
+    return tasks
+
+
+@pytest.mark.parametrize("algorithm, sid", PAIRS)
+def test_learner_smoke_cell(algorithm, sid, tmp_path):
+    tasks = _smoke_cell(algorithm, sid, tmp_path)
+    if sid == "navigation2d":
+        assert {f"return@{k}" for k in range(4)} <= set(tasks.metric)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, sid", SLOW_PAIRS)
+def test_learner_smoke_cell_on_every_other_suite(algorithm, sid, tmp_path):
+    _smoke_cell(algorithm, sid, tmp_path)
+
+
+# --- oracles ------------------------------------------------------------------------------------
+def test_ppo_clipped_loss_by_hand():
+    # ratios 1.5, 0.5, 1.1, 0.7 with advantages +1, +1, -1, -1 and eps 0.2:
+    # min(r A, clip(r) A) = min(1.5, 1.2) = 1.2; min(0.5, 0.8) = 0.5; min(-1.1, -1.1) = -1.1; min(-0.7, -0.8) = -0.8
+    ratio = torch.tensor([1.5, 0.5, 1.1, 0.7])
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    old = torch.zeros(4)
+    loss = ppo_clip_loss(ratio.log(), old, adv, 0.2)
+    assert loss.item() == pytest.approx(-(1.2 + 0.5 - 1.1 - 0.8) / 4, abs=1e-6)
+
+
+def test_linear_feature_baseline_is_the_ridge_solution():
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(3, 40, 2, generator=g, dtype=torch.float64)
+    t = torch.arange(40).repeat(3, 1)
+    X = baseline_features(obs, t)                              # (3, 40, 8)
+    assert X.shape == (3, 40, 8) and torch.equal(X[..., 2:4], obs ** 2) and torch.equal(X[..., -1], torch.ones(3, 40, dtype=torch.float64))
+    y = torch.randn(3, 40, generator=g, dtype=torch.float64)
+    reg = 0.3
+    w = fit_linear_baseline(X, y, reg)
+    for i in range(3):
+        # ridge = least squares on the system augmented with sqrt(reg) I rows and zero targets
+        A = torch.cat([X[i], reg ** 0.5 * torch.eye(8, dtype=torch.float64)])
+        b = torch.cat([y[i], torch.zeros(8, dtype=torch.float64)])
+        want = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+        assert torch.allclose(w[i], want, atol=1e-8)
+
+
+def test_conjugate_gradient_solves_a_small_spd_system():
+    g = torch.Generator().manual_seed(1)
+    M = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    A = M @ M.T + 5 * torch.eye(5, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: A @ v, b, iters=10)
+    assert torch.allclose(x, torch.linalg.solve(A, b), atol=1e-8)
+
+
+def test_double_dqn_target_by_hand():
+    # online picks action 2 in s' (Q 5.0); the target net values action 2 at 1.5, not its own max 9.0
+    q_online = torch.tensor([[0.0, 1.0, 5.0], [3.0, 0.0, 0.0]])
+    q_target = torch.tensor([[9.0, 0.0, 1.5], [2.0, 7.0, 0.0]])
+    y = double_dqn_target(torch.tensor([1.0, 0.5]), torch.tensor([False, True]), q_online, q_target, 0.9)
+    assert torch.allclose(y, torch.tensor([1.0 + 0.9 * 1.5, 0.5]))
+
+
+def test_maml_rl_reports_return_before_and_after_each_adaptation_step():
+    s = suite("navigation2d")
+    cls = ALGORITHMS.get("maml-rl")
+    algo = cls(s, cls.preset_config("smoke", s), "cpu", 0)
+    out = algo.evaluate(next(s.fixed_tasks("test", 2, batch_size=2)))
+    assert [f"return@{k}" for k in range(4)] == [k for k in out if k.startswith("return@")]
+    assert all(bool((out[f"return@{k}"] < 0).all()) for k in range(4))
