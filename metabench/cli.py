@@ -114,18 +114,28 @@ def cmd_list(args) -> int:
         if s.unavailable():   # e.g. the MuJoCo suites without the `rl` extra
             print(f"  {'':<20} not available: {s.unavailable()}")
     print("\nAlgorithms:")
-    col = max([10] + [len(a.name) + 2 for a in algos])   # column width: the longest name + 2
+    col = max(len(a.name) for a in algos) + 2
+    fcol = max(len(a.family) for a in algos) + 2
     for a in algos:
-        print(f"  {a.name:<{col - 1}} {a.family:<13} {', '.join(sorted(a.supports))}")
-    print("\nFits (yes / - with the reason):")
-    width = max(len(s.id) for s in suites)
-    aw = max([10] + [len(a.name) + 1 for a in algos])   # column width: the longest algorithm name
-    print(" " * (width + 4) + "".join(f"{a.name:<{aw}}" for a in algos))
+        print(f"  {a.name:<{col}}{a.family:<{fcol}}{', '.join(sorted(a.supports))}")
+    width = max(len(s.id) for s in suites) + 2
+    print("\nFits (the algorithms that run on each suite):")
     for s in suites:
-        print(f"  {s.id:<{width}}  " + "".join(f"{'yes' if fits[a.name][s.id][0] else '-':<{aw}}" for a in algos))
-    reasons = sorted({r for row in fits.values() for ok, r in row.values() if not ok})
-    for r in reasons:
-        print(f"  - {r}")
+        names = [a.name for a in algos if fits[a.name][s.id][0]]
+        print(f"  {s.id:<{width}}{', '.join(names) or '-'}")
+    # Why not, beyond the task kinds listed above: one line per (algorithm, reason) with the suite
+    # id taken out, and the suites it applies to (a full matrix does not fit a terminal).
+    why: dict[tuple[str, str], list[str]] = {}
+    for a in algos:
+        for s in suites:
+            ok, reason = fits[a.name][s.id]
+            if not ok and s.kind in a.supports:
+                why.setdefault((a.name, reason.replace(s.id, "the suite")), []).append(s.id)
+    print("\nWhy not, beyond the task kinds above (`metabench list --json` gives the reason for every pair):")
+    for (name, reason), ids in why.items():
+        print(f"  - {reason}: {', '.join(ids)}")
+    if not why:
+        print("  (none)")
     return 0
 
 

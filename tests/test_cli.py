@@ -29,7 +29,12 @@ def test_list_json_shows_fits_and_reasons():
     assert out["fits"]["maml"]["sinusoid-5shot"]["ok"] is True
     assert out["fits"]["protonet"]["sinusoid-5shot"] == {
         "ok": False, "reason": "protonet handles classification tasks; sinusoid-5shot is regression"}
-    assert "Fits" in run("list").stdout
+    text = run("list").stdout
+    fits = {line.split()[0]: line.split(None, 1)[1] for line in
+            text.split("Fits (")[1].split("Why not")[0].splitlines()[1:] if line.strip()}
+    assert "maml" in fits["sinusoid-5shot"].split(", ") and "protonet" not in fits["sinusoid-5shot"]
+    assert "ucb1" in fits["bandit-k5-n100"] and "ucb1" not in fits["tabular-mdp-n10"]
+    assert "ucb1 is a reference row for bandit suites only: tabular-mdp-n10" in text
 
 
 @pytest.mark.parametrize("args, needles", [
