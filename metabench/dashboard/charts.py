@@ -37,6 +37,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
             "ci_high": df["ci_high"] * scale,
             "shown": [_metrics.format_value(metric, v) for v in df["mean"]],
             "ci": [f"± {_metrics.format_value(metric, v)}" for v in df["ci95"]],
+            "std": [_metrics.format_value(metric, v) for v in df["std_seeds"]],  # 'n/a' with one seed
             "n_seeds": df["n_seeds"],
             "n_tasks": df["n_tasks"],
         }
@@ -55,6 +56,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
                 alt.Tooltip("entry:N", title="entry"),
                 alt.Tooltip("shown:N", title=metric),
                 alt.Tooltip("ci:N", title="95% CI"),
+                alt.Tooltip("std:N", title="std (seeds)"),
                 alt.Tooltip("n_seeds:Q", title="seeds"),
                 alt.Tooltip("n_tasks:Q", title="tasks"),
             ],

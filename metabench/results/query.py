@@ -44,6 +44,8 @@ LEADERBOARD_COLUMNS = [
 #: two-sided ``ttest_rel`` p-value against the rank-1 entry on the tasks both have;
 #: ``prob_improvement``: P(this entry beats the best on a task), ties counted half.
 TIE_ALPHA = 0.05
+#: Run statuses left out of ``ResultsDB.curve_summary`` (the pages list such runs separately).
+CURVE_EXCLUDED = ("failed", "diverged")
 #: How many unfiltered scans a ResultsDB remembers (see ``ResultsDB._memo``).
 MEMO_SIZE = 64
 #: The entry key: rows of one leaderboard differ in at least one of these.
@@ -196,12 +198,14 @@ SELECT DISTINCT c.split, c.metric FROM selected r JOIN curves c ON c.run_id = r.
 ORDER BY c.split DESC, c.metric
 """
 
-# Mean and spread across seeds at each step; wall time is the seeds' mean at that step.
+# Mean and spread across seeds at each step; wall time is the seeds' mean at that step. Runs
+# that failed or diverged are left out (``CURVE_EXCLUDED``): a diverged loss would swamp the mean.
 _CURVE_SUMMARY_SQL = f"""
 WITH {_RUNS}, {_CURVES},
 selected AS (
     SELECT * FROM runs WHERE suite = $suite
       AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
+      AND NOT list_contains($excluded, status)
 ),
 points AS (  -- one value per (run, step): duplicate rows of a point are averaged
     SELECT r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
@@ -502,10 +506,12 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """Learning curves averaged over seeds: one row per (entry, step) with the mean, the
         95% CI across seeds (``ci_low``, ``ci_high``; NaN with one seed), ``n_seeds`` and the
-        seeds' mean ``wall_time_s`` at that step. Runs of every status, newest suite version."""
+        seeds' mean ``wall_time_s`` at that step. Newest suite version; runs of every status but
+        those in ``CURVE_EXCLUDED`` (failed, diverged: see ``curve_excluded_runs``)."""
         columns = ["algorithm", "family", "preset", "split_scheme", "transductive", "query_batch",
                    "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
-        params = self._params("runs", "curves", suite=suite, metric=metric, split=split)
+        params = self._params("runs", "curves", suite=suite, metric=metric, split=split,
+                              excluded=list(CURVE_EXCLUDED))  # fmt: skip
         if params is None:
             return _empty(columns)
         df = _select(self._memo(_CURVE_SUMMARY_SQL, params, "runs", "curves"), families, presets, split_scheme)
@@ -513,6 +519,23 @@ class ResultsDB:
         df["ci_low"] = df["mean"] - half
         df["ci_high"] = df["mean"] + half
         return df[columns]
+
+    def curve_excluded_runs(
+        self,
+        suite: str,
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
+        """The runs ``curve_summary`` leaves out (status in ``CURVE_EXCLUDED``) under the same
+        filters, newest suite version: run_id, algorithm, family, preset, split_scheme, seed,
+        status, meta_steps, error."""
+        columns = ["run_id", "algorithm", "family", "preset", "split_scheme", "seed", "status", "meta_steps", "error"]
+        runs = self.runs(suite)
+        if runs.empty:
+            return _empty(columns)
+        runs = runs[(runs["suite_version"] == runs["suite_version"].max()) & runs["status"].isin(CURVE_EXCLUDED)]
+        return _select(runs, families, presets, split_scheme)[columns].reset_index(drop=True)
 
     def curves(self, suite: str, metric: str, split: str = "val") -> pd.DataFrame:
         """Learning-curve points of every run (any status) of the suite's newest version."""
