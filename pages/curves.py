@@ -39,7 +39,7 @@ n = df.groupby(charts.entry_labels(df))["n_seeds"].max()
 st.caption(
     f"{split} {metric} of `{f.suite}` (newest version; finished, running and cancelled runs — "
     "failed and diverged runs are left out of the lines). Lines: mean over seeds at each "
-    "meta-step; bands: 95% Student-t CI across seeds (none with one seed); wall time is the "
+    "meta-step; bands: 95% Student-t CI across seeds (none with one seed; cut at what the metric can take, e.g. 0–100%); wall time is the "
     "seeds' mean at that step. Seeds per entry: " + ", ".join(f"{k} {v}" for k, v in n.items()) + "."
 )
 if not left_out.empty:

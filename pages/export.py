@@ -32,21 +32,22 @@ for col, (label, (ext, mime)) in zip(cols, kinds.items(), strict=True):
 preview = widgets.url_selectbox("Preview", ["LaTeX", "Markdown"], "preview", widget=st.radio, horizontal=True)
 st.code(widgets.export_bytes("leaderboard", "latex" if preview == "LaTeX" else "markdown",
                              **widgets.filter_kwargs(f)).decode(),
-        language="latex" if preview == "LaTeX" else "markdown")  # fmt: skip
+        language="latex" if preview == "LaTeX" else "markdown", wrap_lines=True)  # fmt: skip
 
 st.subheader("Per-task values and learning curves")
 with widgets.errors_as_messages():
     tasks = widgets.filtered("task_values", f)
     curve_pairs = widgets.curve_metrics(f.suite)
-cols = st.columns(4)
 kw = widgets.filter_kwargs(f)
+if curve_pairs:  # chosen before the buttons that use it
+    names = [f"{s} · {m}" for s, m in curve_pairs]
+    split, metric = curve_pairs[names.index(widgets.url_selectbox("Curve", names, "curve"))]
+cols = st.columns(4)
 cols[0].download_button("Per-task CSV", widgets.deferred_bytes("task_values", "csv", **kw), f"{stem}-tasks.csv",
                         "text/csv", key="dl_tasks_csv")  # fmt: skip
 cols[1].download_button("Per-task Parquet", widgets.deferred_bytes("task_values", "parquet", **kw),
                         f"{stem}-tasks.parquet", key="dl_tasks_pq")  # fmt: skip
 if curve_pairs:
-    names = [f"{s} · {m}" for s, m in curve_pairs]
-    split, metric = curve_pairs[names.index(widgets.url_selectbox("Curve", names, "curve"))]
     ckw = {**kw, "metric": metric, "split": split}
     cols[2].download_button("Curve CSV", widgets.deferred_bytes("curve_summary", "csv", **ckw),
                             f"{f.suite}-{split}-{metric}-curves.csv", "text/csv", key="dl_curves_csv")  # fmt: skip

@@ -16,8 +16,9 @@ if board.empty:
 
 first = board.iloc[0]
 st.caption(
-    f"Suite **{f.suite}** version {first['suite_version']} · split {f.split_scheme} · finished "
-    f"runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
+    f"Suite **{f.suite}** version {first['suite_version']}"
+    + (f" · split {f.split_scheme}" if f.split_scheme not in (None, "-") else "")  # '-': no class split
+    + f" · finished runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
 )
 widgets.leaderboard_table(board)
 st.altair_chart(charts.leaderboard_chart(board), width="content")

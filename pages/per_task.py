@@ -40,8 +40,8 @@ else:
         st.altair_chart(charts.category_chart(table, f.metric, name), width="stretch")
         st.caption(
             f"Mean {f.metric} of each entry over the tasks of each {name} value (a task belongs to "
-            "every value it contains), with a 95% CI over those tasks; the 30 most frequent values, "
-            "hardest first."
+            "every value it contains), with a 95% CI over those tasks (cut at what the metric can "
+            "take); the 30 most frequent values, hardest first."
         )
     else:
         merged = values.join(numeric[[name]], on="task_id")
@@ -61,8 +61,8 @@ paired = descriptors.paired_tasks(values, a, b, higher)
 cmp = stats.paired_comparison(paired["a"], paired["b"], higher)
 wins_a, wins_b = int((paired["winner"] == a).sum()), int((paired["winner"] == b).sum())
 m = st.columns(4)
-m[0].metric(f"{a} better on", f"{wins_a} tasks")
-m[1].metric(f"{b} better on", f"{wins_b} tasks")
+m[0].metric(f"{a} better on", f"{wins_a} task{'s' * (wins_a != 1)}")
+m[1].metric(f"{b} better on", f"{wins_b} task{'s' * (wins_b != 1)}")
 m[2].metric("Mean A − B", metrics.format_value(f.metric, cmp.mean_diff) if not metrics.spec(f.metric).percent
             else f"{cmp.mean_diff * 100:+.2f} pts")  # fmt: skip
 m[3].metric("Paired t-test p", "n/a" if cmp.p_value != cmp.p_value else f"{cmp.p_value:.3g}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -534,11 +535,28 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     )
     if df["published"].notna().any():
         published = [
-            "–" if pd.isna(v) else fmt(v) + ("" if pd.isna(ci) else f" ± {fmt(ci)}") + (f" ({src})" if isinstance(src, str) and src else "")
-            for v, ci, src in zip(df["published"], df["published_ci95"], df["published_source"])
-        ]
-        table.insert(9, "Published", published)
+            "–" if pd.isna(v) else fmt(v) + ("" if pd.isna(ci) else f" ± {fmt(ci)}")
+            + (f" ({short_citation(src)})" if isinstance(src, str) and src else "")
+            for v, ci, src in zip(df["published"], df["published_ci95"], df["published_source"], strict=True)
+        ]  # fmt: skip
+        table["Published"] = published  # last: the protocol columns matter more for reading the rows
     return table
+
+
+def short_citation(citation: str) -> str:
+    """'Finn, Abbeel & Levine (2017), Model-Agnostic ...' -> 'Finn et al. 2017' (a table cell);
+    the full citation is shown under the table."""
+    match = re.match(r"\s*([^(]+?)\s*\((\d{4})\)", citation)
+    if not match:
+        return citation[:40]
+    authors, year = match.groups()
+    if "," in authors:
+        authors = authors.split(",")[0] + " et al."
+    return f"{authors} {year}"
+
+
+#: The leaderboard table's protocol columns (hidden when constant, then named under the table).
+PROTOCOL_COLUMNS = ("Preset", "Split", "Transductive", "Test tasks", "Query batch")
 
 
 def leaderboard_table(df: pd.DataFrame) -> None:
@@ -546,10 +564,16 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     metric = str(df["metric"].iloc[0])
     scale = _metrics.display_scale(metric)
     table = leaderboard_frame(df)
+    # Protocol columns that are the same on every row are said once under the table instead,
+    # so the table fits a laptop screen (the exports keep every column).
+    same = [c for c in PROTOCOL_COLUMNS if table[c].astype(str).nunique() == 1]
     st.dataframe(
         table,
         hide_index=True,
+        column_order=[c for c in table.columns if c not in same],
         column_config={
+            # Narrow columns for short values, so the whole table fits a laptop screen.
+            **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
             "Mean": st.column_config.NumberColumn(
                 format=_number_format(table["Mean"], scale), help=_metrics.label(metric)
             ),
@@ -565,13 +589,24 @@ def leaderboard_table(df: pd.DataFrame) -> None:
                 "beats the best one (ties count half). 0.5 = as often better as worse."
             ),
             "Transductive": st.column_config.CheckboxColumn(
-                help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
+                width="small", help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
             ),
             "Query batch": st.column_config.TextColumn(
                 width="medium", help="How test queries pass through BatchNorm."
             ),
+            "Published": st.column_config.TextColumn(
+                help="The paper's number for the same algorithm, split, transductive flag and metric "
+                "(its 95% half-width when given); full citations under the table."
+            ),
         },
     )
+    if same:
+        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else str(v)
+                 for c, v in table[same].iloc[0].items()}  # fmt: skip
+        st.caption("Same protocol on every row: " + " · ".join(f"{c.lower()} **{v}**" for c, v in shown.items()) + ".")
+    sources = [s for s in dict.fromkeys(df["published_source"].dropna()) if isinstance(s, str) and s]
+    if sources:
+        st.caption("Published: " + "; ".join(f"*{short_citation(s)}*: {s}" for s in sources) + ".")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
