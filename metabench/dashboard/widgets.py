@@ -601,8 +601,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
         },
     )
     if same:
-        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else str(v)
-                 for c, v in table[same].iloc[0].items()}  # fmt: skip
+        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else "n/a" if v == "-" else str(v)
+                 for c, v in table[same].iloc[0].items()}  # fmt: skip  ('-': a suite without class splits)
         st.caption("Same protocol on every row: " + " · ".join(f"{c.lower()} **{v}**" for c, v in shown.items()) + ".")
     sources = [s for s in dict.fromkeys(df["published_source"].dropna()) if isinstance(s, str) and s]
     if sources:
