@@ -29,7 +29,7 @@ for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memo
         continue
     front = stats.pareto_front(known[column], known["value"], higher)
     points = known.assign(pareto=front)
-    st.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
+    widgets.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
     st.caption(
         "Small points: runs (seeds); large points: each entry's mean over seeds; ringed and joined: "
         f"the Pareto front (no other entry is both cheaper and better): {', '.join(points.loc[front, 'entry'])}."

@@ -34,7 +34,7 @@ with widgets.errors_as_messages():
     left_out = widgets.curve_excluded_runs(f)
 if df.empty:
     widgets.nothing_matches(f)
-st.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
+widgets.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
 n = df.groupby(charts.entry_labels(df))["n_seeds"].max()
 st.caption(
     f"{split} {metric} of `{f.suite}` (newest version; finished, running and cancelled runs — "

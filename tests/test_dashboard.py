@@ -22,6 +22,7 @@ def fixture_dir(tmp_path_factory) -> Path:
 
 def _app(monkeypatch, folder: Path) -> AppTest:
     monkeypatch.setenv(widgets.ENV_VAR, str(folder))
+    monkeypatch.setenv(widgets.VALIDATE_VAR, "1")  # every chart drawn is checked against Vega-Lite's schema
     return AppTest.from_file(APP, default_timeout=60)
 
 

@@ -373,3 +373,24 @@ def test_filters_select_entries_of_the_same_scan(fixture_dir):
     curves = db.curve_summary("omniglot-5w1s", "accuracy", families=["optimization"])
     assert set(curves["algorithm"]) == {"maml"} and curves["n_seeds"].max() == 2  # failed seed 2 left out
     assert db.curve_excluded_runs("omniglot-5w1s")[["algorithm", "seed"]].values.tolist() == [["maml", 2]]
+
+
+def test_queries_from_several_threads_agree(fixture_dir):
+    """The dashboard's sessions query one ResultsDB from several threads while it refreshes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = ResultsDB(fixture_dir, auto_refresh=False)
+    db.refresh()
+    db.preload()  # a background load racing the queries below
+    expected = ResultsDB(fixture_dir).leaderboard("omniglot-5w1s")
+
+    def work(i: int) -> pd.DataFrame:
+        if i % 3 == 0:
+            db.refresh()
+        db.curve_summary("omniglot-5w1s", "accuracy")
+        return db.leaderboard("omniglot-5w1s", families=None if i % 2 else ["metric", "optimization"])
+
+    with ThreadPoolExecutor(4) as pool:
+        boards = list(pool.map(work, range(12)))
+    for board in boards:
+        pd.testing.assert_frame_equal(board, expected)

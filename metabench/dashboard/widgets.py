@@ -15,6 +15,7 @@ are built when a download button is clicked, once per (folder state, filters, fo
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -339,6 +340,21 @@ def _curve_lines(folder: str, stamp: tuple[int, int, int], kwargs: tuple, smooth
 def aggregate(families: list[str] | None, presets: list[str] | None) -> Aggregate:
     """``metabench.results.aggregate.aggregate`` of ``ResultsDB.run_scores`` (cached)."""
     return _cached("aggregate", families=families, presets=presets)
+
+
+#: Set to 1 to validate every chart against the Vega-Lite schema when drawn (the tests do).
+VALIDATE_VAR = "METABENCH_VALIDATE_CHARTS"
+
+
+def altair_chart(chart: Any, **kwargs: Any) -> None:
+    """``st.altair_chart`` without Altair's JSON-schema validation, which is about half the time
+    of turning a layered chart into Vega-Lite on every rerun; the charts are fixed code, and the
+    tests validate each one (``METABENCH_VALIDATE_CHARTS=1``)."""
+    if os.environ.get(VALIDATE_VAR) != "1":
+        # An instance attribute shadows the method Streamlit calls (Altair's own __setattr__
+        # would store it as a chart property instead).
+        object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
+    st.altair_chart(chart, **kwargs)
 
 
 @contextmanager

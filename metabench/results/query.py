@@ -304,8 +304,14 @@ class ResultsDB:
         with self._walk_lock:
             listing = self._listing = _walk(self.results_dir)
         for table in list(self._loaded):
-            with self._table_locks[table]:
-                self._sync(table, listing)
+            # A table another thread is loading (the background preload) is skipped rather than
+            # waited for: the next query of that table syncs it with this listing first.
+            lock = self._table_locks[table]
+            if lock.acquire(blocking=False):
+                try:
+                    self._sync(table, listing)
+                finally:
+                    lock.release()
         return _stamp(listing)
 
     def preload(self, tables: tuple[str, ...] = ("runs", "tasks", "curves")) -> threading.Thread:
@@ -327,7 +333,8 @@ class ResultsDB:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
-            cursor = self._local.cursor = self._con.cursor()
+            with self._walk_lock:  # the connection itself is not thread-safe; its cursors are
+                cursor = self._local.cursor = self._con.cursor()
         return cursor
 
     def __repr__(self) -> str:
