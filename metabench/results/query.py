@@ -24,6 +24,7 @@ from typing import Any
 from collections import OrderedDict
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from metabench.errors import ResultsError
@@ -678,17 +679,19 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     df = df.sort_values(["rank", "algorithm", "preset"], kind="stable")
     # Paired comparison of every row with the best one, on the tasks both have.
     matrix = tasks.pivot(index="key", columns="g", values="value")
+    columns = {g: matrix[g].to_numpy(float) for g in matrix.columns}  # (n_tasks,) per group, NaN = missing
     best = df.index[0]
     vs, ps, probs = [], [], []
     for g in df.index:
         if g == best:
             vs.append("best"), ps.append(float("nan")), probs.append(float("nan"))
             continue
-        both = matrix[[g, best]].dropna()
-        if len(both) < 2:
+        a, b = columns[g], columns[best]
+        both = ~(np.isnan(a) | np.isnan(b))
+        if both.sum() < 2:
             vs.append("n/a"), ps.append(float("nan")), probs.append(float("nan"))
             continue
-        cmp = paired_comparison(both[g].to_numpy(), both[best].to_numpy(), higher_is_better=higher)
+        cmp = paired_comparison(a[both], b[both], higher_is_better=higher)
         tied = not cmp.p_value < TIE_ALPHA
         vs.append("tie" if tied else "worse"), ps.append(cmp.p_value), probs.append(cmp.prob_improvement)
     df["vs_best"], df["p_vs_best"], df["prob_improvement"] = vs, ps, probs
