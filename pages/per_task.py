@@ -66,5 +66,5 @@ m[1].metric(f"{b} better on", f"{wins_b} task{'s' * (wins_b != 1)}")
 m[2].metric("Mean A − B", metrics.format_value(f.metric, cmp.mean_diff) if not metrics.spec(f.metric).percent
             else f"{cmp.mean_diff * 100:+.2f} pts")  # fmt: skip
 m[3].metric("Paired t-test p", "n/a" if cmp.p_value != cmp.p_value else f"{cmp.p_value:.3g}")
-widgets.altair_chart(charts.paired_chart(paired, f.metric, a, b), width="stretch")
+widgets.altair_chart(charts.paired_chart(paired, f.metric, a, b, order), width="stretch")
 st.caption(f"{metrics.label(f.metric)}; P({a} beats {b} on a task) = {cmp.prob_improvement:.2f} (ties count half).")

@@ -181,11 +181,19 @@ def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt
     return alt.layer(points, line).properties(height=360)
 
 
-def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str) -> alt.Chart:
+#: Vega's tableau10, the scheme of the entry colours: the n-th entry in name order gets the n-th.
+TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+             "#9d755d", "#bab0ac"]  # fmt: skip
+
+
+def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str, entries: list[str] | None = None) -> alt.Chart:
     """A − B on every test task, sorted, coloured by which entry does better on that task.
 
     ``df``: task_id, diff (A − B in stored units), winner ('A', 'B' or 'tie' as labels).
+    ``entries``: every entry of the page, so A and B get the colours the other charts give them.
     """
+    names = sorted(set(entries or [a, b]) | {a, b})
+    colors = [TABLEAU10[names.index(e) % len(TABLEAU10)] for e in (a, b)]
     scale = _metrics.display_scale(metric)
     data = df.assign(diff=df["diff"] * scale).sort_values("diff").reset_index(drop=True)
     data["order"] = range(len(data))
@@ -196,7 +204,7 @@ def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str) -> alt.Chart:
             x=alt.X("order:Q", title="test tasks, sorted by the difference", axis=alt.Axis(labels=False, ticks=False)),
             y=alt.Y("diff:Q", title=f"{a} − {b} ({metric}{' %' if scale != 1 else ''})"),
             color=alt.Color("winner:N", title="better on the task",
-                            scale=alt.Scale(domain=[a, b, "tie"], range=["#1f77b4", "#d62728", "#999999"])),
+                            scale=alt.Scale(domain=[a, b, "tie"], range=[*colors, "#999999"])),
             tooltip=["task_id:Q", alt.Tooltip("diff:Q", format=".4g"), "winner:N"],
         )  # fmt: skip
         .properties(height=300)
