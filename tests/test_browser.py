@@ -24,9 +24,8 @@ import pytest
 from metabench.dashboard import widgets
 from metabench.results import ResultsDB, write_fixture_results
 
-# Marked slow (about 80 s wall on the shared 2-core machine under load, plus a smoke job of about
-# a minute for the launch test): .ci/run
-# runs it explicitly after the default suite. Locally: python -m pytest -m slow tests/test_browser.py -s
+# Marked slow (45-85 s wall on the shared 2-core machine under load, the launch test and its smoke
+# job of ~10 s included): .ci/run runs it explicitly after the default suite. Locally: python -m pytest -m slow tests/test_browser.py -s
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
