@@ -29,7 +29,7 @@ for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memo
         continue
     front = stats.pareto_front(known[column], known["value"], higher)
     points = known.assign(pareto=front)
-    st.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
+    widgets.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
     st.caption(
         "Small points: runs (seeds); large points: each entry's mean over seeds; ringed and joined: "
         f"the Pareto front (no other entry is both cheaper and better): {', '.join(points.loc[front, 'entry'])}."
@@ -37,14 +37,17 @@ for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memo
 
 st.subheader("Per entry")
 fmt = lambda v: metrics.format_value(f.metric, v)  # noqa: E731
+longest = float(entries["wall_time_s"].max()) if entries["wall_time_s"].notna().any() else 0.0
+unit, per = ("s", 1) if longest < 120 else ("min", 60) if longest < 7200 else ("h", 3600)  # readable numbers
+wall = f"Wall time ({unit})"
 st.dataframe(
     pd.DataFrame({
         "Entry": entries["entry"], f.metric: [fmt(v) for v in entries["value"]], "Seeds": entries["seeds"],
-        "Wall time (min)": entries["wall_time_s"] / 60, "Peak memory (MiB)": entries["peak_memory_mb"],
+        wall: entries["wall_time_s"] / per, "Peak memory (MiB)": entries["peak_memory_mb"],
         "Meta-steps": entries["meta_steps"],
     }),
     hide_index=True,
-    column_config={"Wall time (min)": st.column_config.NumberColumn(format="%.1f"),
+    column_config={wall: st.column_config.NumberColumn(format="%.1f"),
                    "Peak memory (MiB)": st.column_config.NumberColumn(format="%.0f"),
                    "Meta-steps": st.column_config.NumberColumn(format="%.0f")},
 )  # fmt: skip

@@ -30,15 +30,18 @@ with cols[3]:
     st.query_params["smooth"] = f"{smooth:g}"
 
 with widgets.errors_as_messages():
-    df = widgets.curve_summary(f, metric, split)
+    df = widgets.curve_lines(f, metric, split, smooth)  # thinned to at most 500 points per line
+    left_out = widgets.curve_excluded_runs(f)
 if df.empty:
     widgets.nothing_matches(f)
-df = widgets.smooth_curves(df, smooth)
-st.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
+widgets.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
 n = df.groupby(charts.entry_labels(df))["n_seeds"].max()
 st.caption(
-    f"{split} {metric} of `{f.suite}` (newest version, runs of every status). Lines: mean over "
-    "seeds at each meta-step; bands: 95% Student-t CI across seeds (none with one seed); wall "
-    "time is the seeds' mean at that step. Seeds per entry: "
-    + ", ".join(f"{k} {v}" for k, v in n.items()) + "."
+    f"{split} {metric} of `{f.suite}` (newest version; finished, running and cancelled runs — "
+    "failed and diverged runs are left out of the lines). Lines: mean over seeds at each "
+    "meta-step; bands: 95% Student-t CI across seeds (none with one seed; cut at what the metric can take, e.g. 0–100%); wall time is the "
+    "seeds' mean at that step. Seeds per entry: " + ", ".join(f"{k} {v}" for k, v in n.items()) + "."
 )
+if not left_out.empty:
+    with st.expander(f"Left out of the lines: {len(left_out)} failed or diverged run(s)"):
+        st.dataframe(left_out.rename(columns={"meta_steps": "meta-steps reached"}), hide_index=True)

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from metabench.dashboard import widgets
-from metabench.results.export import frame_bytes, leaderboard_bytes
 
 widgets.require_router()
 st.title("Export")
@@ -27,28 +26,34 @@ kinds = {"CSV": ("csv", "text/csv"), "Parquet": ("parquet", "application/vnd.apa
 cols = st.columns(len(kinds))
 for col, (label, (ext, mime)) in zip(cols, kinds.items(), strict=True):
     fmt = {"md": "markdown", "tex": "latex"}.get(ext, ext)
-    col.download_button(label, leaderboard_bytes(board, fmt), file_name=f"{stem}-leaderboard.{ext}",
-                        mime=mime, key=f"dl_{ext}", width="stretch")  # fmt: skip
+    # Files are built on click (then cached), not on every rerun of this page.
+    col.download_button(label, widgets.deferred_bytes("leaderboard", fmt, **widgets.filter_kwargs(f)),
+                        file_name=f"{stem}-leaderboard.{ext}", mime=mime, key=f"dl_{ext}", width="stretch")  # fmt: skip
 preview = widgets.url_selectbox("Preview", ["LaTeX", "Markdown"], "preview", widget=st.radio, horizontal=True)
-st.code(leaderboard_bytes(board, "latex" if preview == "LaTeX" else "markdown").decode(),
-        language="latex" if preview == "LaTeX" else "markdown")  # fmt: skip
+st.code(widgets.export_bytes("leaderboard", "latex" if preview == "LaTeX" else "markdown",
+                             **widgets.filter_kwargs(f)).decode(),
+        language="latex" if preview == "LaTeX" else "markdown", wrap_lines=True)  # fmt: skip
 
 st.subheader("Per-task values and learning curves")
 with widgets.errors_as_messages():
     tasks = widgets.filtered("task_values", f)
     curve_pairs = widgets.curve_metrics(f.suite)
-cols = st.columns(4)
-cols[0].download_button("Per-task CSV", frame_bytes(tasks, "csv"), f"{stem}-tasks.csv", "text/csv", key="dl_tasks_csv")
-cols[1].download_button("Per-task Parquet", frame_bytes(tasks, "parquet"), f"{stem}-tasks.parquet", key="dl_tasks_pq")
-if curve_pairs:
+kw = widgets.filter_kwargs(f)
+if curve_pairs:  # chosen before the buttons that use it
     names = [f"{s} · {m}" for s, m in curve_pairs]
     split, metric = curve_pairs[names.index(widgets.url_selectbox("Curve", names, "curve"))]
-    curves = widgets.curve_summary(f, metric, split)
-    cols[2].download_button("Curve CSV", frame_bytes(curves, "csv"), f"{f.suite}-{split}-{metric}-curves.csv",
-                            "text/csv", key="dl_curves_csv")  # fmt: skip
-    cols[3].download_button("Curve Parquet", frame_bytes(curves, "parquet"),
+cols = st.columns(4)
+cols[0].download_button("Per-task CSV", widgets.deferred_bytes("task_values", "csv", **kw), f"{stem}-tasks.csv",
+                        "text/csv", key="dl_tasks_csv")  # fmt: skip
+cols[1].download_button("Per-task Parquet", widgets.deferred_bytes("task_values", "parquet", **kw),
+                        f"{stem}-tasks.parquet", key="dl_tasks_pq")  # fmt: skip
+if curve_pairs:
+    ckw = {**kw, "metric": metric, "split": split}
+    cols[2].download_button("Curve CSV", widgets.deferred_bytes("curve_summary", "csv", **ckw),
+                            f"{f.suite}-{split}-{metric}-curves.csv", "text/csv", key="dl_curves_csv")  # fmt: skip
+    cols[3].download_button("Curve Parquet", widgets.deferred_bytes("curve_summary", "parquet", **ckw),
                             f"{f.suite}-{split}-{metric}-curves.parquet", key="dl_curves_pq")  # fmt: skip
 st.caption(
     f"Per task: {len(tasks)} rows, one per (entry, test task), averaged over seeds, with the task's "
-    "descriptors. Curves: mean and 95% CI over seeds per meta-step."
+    "descriptors. Curves: mean and 95% CI over seeds per meta-step (every step, unthinned)."
 )

@@ -22,12 +22,18 @@ else:
     last = summary["last_run_at"]
     when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "n/a"
     st.write(f"Results in `{folder}` · last run {when}")
-    cols = st.columns(5)
+    with widgets.errors_as_messages():
+        states = widgets.run_states(widgets.runs())  # running = its job's process is alive
+    cols = st.columns(6)
     cols[0].metric("Runs", summary["n_runs"])
     cols[1].metric("Finished", summary["n_finished"])
-    cols[2].metric("Running", summary["running"])
-    cols[3].metric("Suites", len(summary["suites"]))
-    cols[4].metric("Algorithms", len(summary["algorithms"]))
+    cols[2].metric("Running", int((states == "running").sum()),
+                   help="Runs whose job process is alive and working on them right now.")
+    cols[3].metric("Interrupted", int((states == "interrupted").sum()),
+                   help="Recorded as running, but their job's process is gone (killed, machine "
+                   "restarted): `metabench jobs resume JOB` continues them.")
+    cols[4].metric("Suites", len(summary["suites"]))
+    cols[5].metric("Algorithms", len(summary["algorithms"]))
     st.write("**Suites:** " + ", ".join(summary["suites"]))
     st.write("**Algorithms:** " + ", ".join(summary["algorithms"]))
     with widgets.errors_as_messages():

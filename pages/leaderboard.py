@@ -16,11 +16,12 @@ if board.empty:
 
 first = board.iloc[0]
 st.caption(
-    f"Suite **{f.suite}** version {first['suite_version']} · split {f.split_scheme} · finished "
-    f"runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
+    f"Suite **{f.suite}** version {first['suite_version']}"
+    + (f" · split {f.split_scheme}" if f.split_scheme not in (None, "-") else "")  # '-': no class split
+    + f" · finished runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
 )
 widgets.leaderboard_table(board)
-st.altair_chart(charts.leaderboard_chart(board), width="content")
+widgets.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "
     "each task's value is first averaged over seeds, then mean ± t(0.975, n_tasks − 1) · "
@@ -44,9 +45,9 @@ with left:
         column_config={"IQM": st.column_config.NumberColumn(format="%.3f"),
                        "Mean rank": st.column_config.NumberColumn(format="%.2f")},
     )  # fmt: skip
-    st.altair_chart(charts.iqm_chart(agg.table), width="stretch")
+    widgets.altair_chart(charts.iqm_chart(agg.table), width="stretch")
 with right:
-    st.altair_chart(charts.profile_chart(agg.profile), width="stretch")
+    widgets.altair_chart(charts.profile_chart(agg.profile), width="stretch")
 st.dataframe(
     agg.rules.rename(columns={"suite": "Suite", "metric": "Metric", "normalisation": "Normalised score",
                               "n_entries": "Entries"}),

@@ -19,7 +19,7 @@ order = charts.entry_labels(board).tolist()  # best first
 higher = metrics.direction(f.metric) == "higher"
 
 st.subheader("Distribution over test tasks")
-st.altair_chart(charts.task_distribution_chart(values, f.metric, order), width="stretch")
+widgets.altair_chart(charts.task_distribution_chart(values, f.metric, order), width="stretch")
 st.caption(
     f"Each task's {f.metric} averaged over seeds; boxes: quartiles and median, whiskers: min and max "
     f"over {values['task_id'].nunique()} fixed test tasks."
@@ -37,15 +37,15 @@ else:
     name = chosen.rsplit(" (", 1)[0]
     if chosen.endswith("(category)"):
         table = descriptors.by_category(values, categorical, name)
-        st.altair_chart(charts.category_chart(table, f.metric, name), width="stretch")
+        widgets.altair_chart(charts.category_chart(table, f.metric, name), width="stretch")
         st.caption(
             f"Mean {f.metric} of each entry over the tasks of each {name} value (a task belongs to "
-            "every value it contains), with a 95% CI over those tasks; the 30 most frequent values, "
-            "hardest first."
+            "every value it contains), with a 95% CI over those tasks (cut at what the metric can "
+            "take); the 30 most frequent values, hardest first."
         )
     else:
         merged = values.join(numeric[[name]], on="task_id")
-        st.altair_chart(charts.numeric_descriptor_chart(merged, f.metric, name), width="stretch")
+        widgets.altair_chart(charts.numeric_descriptor_chart(merged, f.metric, name), width="stretch")
         st.caption(f"One point per (entry, task); lines join the means of ten equal-count bins of {name}.")
 
 st.subheader("Paired: A − B on each task")
@@ -61,10 +61,10 @@ paired = descriptors.paired_tasks(values, a, b, higher)
 cmp = stats.paired_comparison(paired["a"], paired["b"], higher)
 wins_a, wins_b = int((paired["winner"] == a).sum()), int((paired["winner"] == b).sum())
 m = st.columns(4)
-m[0].metric(f"{a} better on", f"{wins_a} tasks")
-m[1].metric(f"{b} better on", f"{wins_b} tasks")
+m[0].metric(f"{a} better on", f"{wins_a} task{'s' * (wins_a != 1)}")
+m[1].metric(f"{b} better on", f"{wins_b} task{'s' * (wins_b != 1)}")
 m[2].metric("Mean A − B", metrics.format_value(f.metric, cmp.mean_diff) if not metrics.spec(f.metric).percent
             else f"{cmp.mean_diff * 100:+.2f} pts")  # fmt: skip
 m[3].metric("Paired t-test p", "n/a" if cmp.p_value != cmp.p_value else f"{cmp.p_value:.3g}")
-st.altair_chart(charts.paired_chart(paired, f.metric, a, b), width="stretch")
+widgets.altair_chart(charts.paired_chart(paired, f.metric, a, b, order), width="stretch")
 st.caption(f"{metrics.label(f.metric)}; P({a} beats {b} on a task) = {cmp.prob_improvement:.2f} (ties count half).")

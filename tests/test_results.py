@@ -331,3 +331,66 @@ def test_results_and_dashboard_do_not_import_torch():
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_in_memory_tables_follow_the_folder_file_by_file(tmp_path):
+    import shutil
+
+    folder = write_fixture_results(tmp_path / "r")
+    db = ResultsDB(folder, auto_refresh=False)  # walks only on refresh(), as the dashboard does
+    live = ResultsDB(folder)  # walks before every query (the CLI)
+    assert db.leaderboard("sinusoid-5shot")["algorithm"].tolist() == ["maml", "reptile"]
+    reptile = [p for p in folder.iterdir() if "reptile" in p.name]
+    assert reptile
+    for p in reptile:
+        shutil.rmtree(p)
+    assert db.leaderboard("sinusoid-5shot")["algorithm"].tolist() == ["maml", "reptile"]  # not refreshed
+    assert live.leaderboard("sinusoid-5shot")["algorithm"].tolist() == ["maml"]
+    stamp = db.refresh()
+    assert stamp == fingerprint(folder)
+    assert db.leaderboard("sinusoid-5shot")["algorithm"].tolist() == ["maml"]
+    # Rewritten files (new mtimes) replace their rows instead of adding to them.
+    write_fixture_results(folder)
+    db.refresh()
+    board = db.leaderboard("sinusoid-5shot")
+    assert board["algorithm"].tolist() == ["maml", "reptile"]
+    assert board["n_seeds"].tolist() == [2, 2] and board["mean"].tolist() == pytest.approx([0.30, 0.50])
+    # the same numbers as a fresh read (rows load in another order, so sums may differ in the last bit)
+    pd.testing.assert_frame_equal(db.leaderboard("sinusoid-5shot"), live.leaderboard("sinusoid-5shot"))
+
+
+def test_filters_select_entries_of_the_same_scan(fixture_dir):
+    db = ResultsDB(fixture_dir)
+    full = db.leaderboard("omniglot-5w1s")
+    metric_only = db.leaderboard("omniglot-5w1s", families=["metric"])
+    assert metric_only["algorithm"].tolist() == ["protonet"] and metric_only["vs_best"].tolist() == ["best"]
+    assert db.leaderboard("omniglot-5w1s", families=[]).empty
+    opt = db.leaderboard("omniglot-5w1s", families=["optimization"])
+    # maml is best once protonet is filtered out: rank and comparison are within the selection.
+    assert opt["rank"].tolist() == [1] and opt["mean"].item() == pytest.approx(full["mean"].iloc[1])
+    assert db.task_values("omniglot-5w1s", "accuracy", presets=["nope"]).empty
+    assert set(db.run_costs("omniglot-5w1s", "accuracy", families=["metric"])["algorithm"]) == {"protonet"}
+    curves = db.curve_summary("omniglot-5w1s", "accuracy", families=["optimization"])
+    assert set(curves["algorithm"]) == {"maml"} and curves["n_seeds"].max() == 2  # failed seed 2 left out
+    assert db.curve_excluded_runs("omniglot-5w1s")[["algorithm", "seed"]].values.tolist() == [["maml", 2]]
+
+
+def test_queries_from_several_threads_agree(fixture_dir):
+    """The dashboard's sessions query one ResultsDB from several threads while it refreshes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = ResultsDB(fixture_dir, auto_refresh=False)
+    db.refresh()
+    db.preload()  # a background load racing the queries below
+    expected = ResultsDB(fixture_dir).leaderboard("omniglot-5w1s")
+
+    def work(i: int) -> pd.DataFrame:
+        if i % 3 == 0:
+            db.refresh()
+        db.curve_summary("omniglot-5w1s", "accuracy")
+        return db.leaderboard("omniglot-5w1s", families=None if i % 2 else ["metric", "optimization"])
+
+    with ThreadPoolExecutor(4) as pool:
+        boards = list(pool.map(work, range(12)))
+    for board in boards:
+        pd.testing.assert_frame_equal(board, expected)

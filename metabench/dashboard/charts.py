@@ -37,6 +37,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
             "ci_high": df["ci_high"] * scale,
             "shown": [_metrics.format_value(metric, v) for v in df["mean"]],
             "ci": [f"± {_metrics.format_value(metric, v)}" for v in df["ci95"]],
+            "std": [_metrics.format_value(metric, v) for v in df["std_seeds"]],  # 'n/a' with one seed
             "n_seeds": df["n_seeds"],
             "n_tasks": df["n_tasks"],
         }
@@ -55,6 +56,7 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
                 alt.Tooltip("entry:N", title="entry"),
                 alt.Tooltip("shown:N", title=metric),
                 alt.Tooltip("ci:N", title="95% CI"),
+                alt.Tooltip("std:N", title="std (seeds)"),
                 alt.Tooltip("n_seeds:Q", title="seeds"),
                 alt.Tooltip("n_tasks:Q", title="tasks"),
             ],
@@ -72,9 +74,18 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(bars, rule, *caps).properties(height=360, width=alt.Step(110))
 
 
+def value_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take (stored units): [0, 1] for percentages, >= 0 for errors."""
+    if _metrics.spec(metric).percent:
+        return 0.0, 1.0
+    if _metrics.parse(metric)[0] in ("mse", "mae"):
+        return 0.0, float("inf")
+    return float("-inf"), float("inf")
+
+
 def _entry_color() -> alt.Color:
     """One distinct colour per entry (tableau10; the theme's default blues are too alike)."""
-    return alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320),
+    return alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320, symbolOpacity=1),  # not a band's faint fill
                      scale=alt.Scale(scheme="tableau10"))  # fmt: skip
 
 
@@ -88,18 +99,21 @@ def curves_chart(df: pd.DataFrame, metric: str, x: str = "step", log_x: bool = F
     ``df`` is ``ResultsDB.curve_summary`` (optionally smoothed), ``x`` 'step' or 'wall_time_s'.
     """
     scale = _metrics.display_scale(metric)
+    lo, hi = value_range(metric)  # a t interval over 2 seeds is wide: keep it inside what can occur
     data = pd.DataFrame({
         "entry": entry_labels(df), "x": df[x], "mean": df["mean"] * scale,
-        "low": df["ci_low"] * scale, "high": df["ci_high"] * scale, "seeds": df["n_seeds"],
+        "low": df["ci_low"].clip(lo, hi) * scale, "high": df["ci_high"].clip(lo, hi) * scale, "seeds": df["n_seeds"],
     })  # fmt: skip
     if log_x:
         data = data[data["x"] > 0]
     x_title = "meta-step" if x == "step" else "wall-clock time (s)"
-    xs = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"))
+    axis = alt.Axis(format="d", tickMinStep=1) if x == "step" and not log_x else alt.Axis()  # whole steps
+    xs = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"), axis=axis)
     ys = alt.Scale(type="log" if log_y else "linear", zero=False)
     base = alt.Chart(data).encode(x=xs, color=_entry_color())
     band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", scale=ys, title=_metrics.label(metric)), y2="high:Q")
-    line = base.mark_line(strokeWidth=2).encode(
+    few = data.groupby("entry")["x"].size().max() <= 30  # a short curve: mark each measured point
+    line = base.mark_line(strokeWidth=2, point=bool(few)).encode(
         y=alt.Y("mean:Q", scale=ys, title=_metrics.label(metric)),
         tooltip=[alt.Tooltip("entry:N"), alt.Tooltip("x:Q", title=x_title, format=",.0f"),
                  alt.Tooltip("mean:Q", title=metric, format=".4g"), alt.Tooltip("seeds:Q")],
@@ -120,7 +134,8 @@ def task_distribution_chart(df: pd.DataFrame, metric: str, order: list[str]) -> 
         .encode(
             y=alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
-            color=alt.Color("entry:N", legend=None, sort=order, scale=alt.Scale(scheme="tableau10")),
+            # colours by name (as in every other chart), not by rank: an entry keeps its colour
+            color=alt.Color("entry:N", legend=None, scale=alt.Scale(scheme="tableau10")),
         )
         .properties(height=alt.Step(42))
     )
@@ -132,19 +147,21 @@ def category_chart(df: pd.DataFrame, metric: str, descriptor: str) -> alt.LayerC
     ``df``: entry, category, mean, low, high, n_tasks (one row per entry and category).
     """
     scale = _metrics.display_scale(metric)
-    data = df.assign(mean=df["mean"] * scale, low=df["low"] * scale, high=df["high"] * scale)
+    lo, hi = value_range(metric)  # a CI over two or three tasks is wide: keep it inside what can occur
+    data = df.assign(mean=df["mean"] * scale, low=df["low"].clip(lo, hi) * scale, high=df["high"].clip(lo, hi) * scale)
     order = (data.groupby("category")["mean"].mean().sort_values(
         ascending=_metrics.direction(metric) == "higher").index.tolist())  # worst category first
     y = alt.Y("category:N", sort=order, title=descriptor, axis=alt.Axis(labelLimit=200))
     base = alt.Chart(data).encode(y=y, color=_entry_color(),
                                   yOffset="entry:N")  # fmt: skip
-    rule = base.mark_rule().encode(x=alt.X("low:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
-                                   x2="high:Q")  # fmt: skip
+    # The axis on top: with 30 categories the chart is taller than a screen.
+    rule = base.mark_rule().encode(x=alt.X("low:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False),
+                                           axis=alt.Axis(orient="top")), x2="high:Q")  # fmt: skip
     point = base.mark_point(filled=True, size=50).encode(
         x="mean:Q",
         tooltip=["entry:N", "category:N", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("n_tasks:Q", title="tasks")],
     )
-    return alt.layer(rule, point).properties(height=alt.Step(14 * max(1, data["entry"].nunique())))
+    return alt.layer(rule, point).properties(height=alt.Step(12))  # per entry within a category (yOffset)
 
 
 def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt.LayerChart:
@@ -164,11 +181,19 @@ def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt
     return alt.layer(points, line).properties(height=360)
 
 
-def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str) -> alt.Chart:
+#: Vega's tableau10, the scheme of the entry colours: the n-th entry in name order gets the n-th.
+TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+             "#9d755d", "#bab0ac"]  # fmt: skip
+
+
+def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str, entries: list[str] | None = None) -> alt.Chart:
     """A − B on every test task, sorted, coloured by which entry does better on that task.
 
     ``df``: task_id, diff (A − B in stored units), winner ('A', 'B' or 'tie' as labels).
+    ``entries``: every entry of the page, so A and B get the colours the other charts give them.
     """
+    names = sorted(set(entries or [a, b]) | {a, b})
+    colors = [TABLEAU10[names.index(e) % len(TABLEAU10)] for e in (a, b)]
     scale = _metrics.display_scale(metric)
     data = df.assign(diff=df["diff"] * scale).sort_values("diff").reset_index(drop=True)
     data["order"] = range(len(data))
@@ -179,7 +204,7 @@ def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str) -> alt.Chart:
             x=alt.X("order:Q", title="test tasks, sorted by the difference", axis=alt.Axis(labels=False, ticks=False)),
             y=alt.Y("diff:Q", title=f"{a} − {b} ({metric}{' %' if scale != 1 else ''})"),
             color=alt.Color("winner:N", title="better on the task",
-                            scale=alt.Scale(domain=[a, b, "tie"], range=["#1f77b4", "#d62728", "#999999"])),
+                            scale=alt.Scale(domain=[a, b, "tie"], range=[*colors, "#999999"])),
             tooltip=["task_id:Q", alt.Tooltip("diff:Q", format=".4g"), "winner:N"],
         )  # fmt: skip
         .properties(height=300)
@@ -236,7 +261,7 @@ def profile_chart(profile: pd.DataFrame) -> alt.Chart:
         .mark_line(strokeWidth=2)
         .encode(
             x=alt.X("tau:Q", title="normalised score τ"),
-            y=alt.Y("fraction:Q", title="fraction of runs with score > τ", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("fraction:Q", title="fraction of runs > τ", scale=alt.Scale(domain=[0, 1])),
             color=_entry_color(),
             tooltip=["entry:N", alt.Tooltip("tau:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".2f")],
         )

@@ -151,7 +151,11 @@ def job_list(results_dir: Path, can_act: bool, token: str | None, limit: int = 1
                     frac = (c.get("step") or 0) / max(c.get("total") or 1, 1)
                     st.progress(min(frac, 1.0), text=f"{c['run_id']}: step {c.get('step') or 0}/{c.get('total') or '?'}"
                                 f" {_metric(c)} {_eta(c.get('eta_s'))}")
-            other = [f"{c['run_id']}: {c['state']}" for c in cells if c["state"] != "running"]
+            # Counts per state; cells are named only when they need attention (not finished).
+            counts = pd.Series([c["state"] for c in cells if c["state"] != "running"], dtype=object).value_counts()
+            if len(counts):
+                st.caption(" · ".join(f"{n} {state}" for state, n in counts.items()))
+            other = [f"{c['run_id']}: {c['state']}" for c in cells if c["state"] not in ("running", "finished")]
             if other:
                 st.caption(" · ".join(other))
             with st.expander("Log"):

@@ -4,12 +4,23 @@ Pages call the query functions here (never ``ResultsDB`` or SQL directly). Each 
 on (results folder, a fingerprint of its Parquet files, method, arguments): an unchanged folder
 is served from memory, and a new or rewritten results file changes the fingerprint, so new
 results appear on the next rerun without restarting the server.
+
+Speed (issue 5: first render of a page < 1 s, a filter change < 300 ms, with 1M result rows):
+the folder is walked at most once per rerun (``_fingerprint``, which also brings the in-memory
+tables of the ``ResultsDB`` up to date, file by file); opening a folder starts a background
+thread that loads its tables and imports the heavy modules the pages need (``_warm_up``); the
+unfiltered scans are remembered by ``ResultsDB`` so a filter only selects entries; export files
+are built when a download button is clicked, once per (folder state, filters, format).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +32,14 @@ import pandas as pd
 import streamlit as st
 
 from metabench.dashboard import PAGES
+from metabench.engine import jobstore  # torch-free: job folders and process liveness only
 from metabench.errors import MetabenchError
 from metabench.results import metrics as _metrics
 from metabench.results.aggregate import Aggregate
 from metabench.results.aggregate import aggregate as _aggregate
 from metabench.results.descriptors import features as _descriptor_features
-from metabench.results.query import ResultsDB, fingerprint
+from metabench.results.export import frame_bytes, leaderboard_bytes
+from metabench.results.query import ResultsDB
 
 ENV_VAR = "METABENCH_RESULTS"
 #: The command the empty-state messages suggest: the smallest run that fills a leaderboard.
@@ -110,9 +123,31 @@ def results_dir() -> Path:
     return Path(value).expanduser().absolute()
 
 
+#: Imported in the background when the dashboard opens a folder, so no page waits for them.
+WARM_MODULES = ("scipy.stats", "altair", "metabench.dashboard.charts", "metabench.results.descriptors")
+
+
 @st.cache_resource(show_spinner=False)
 def _db(folder: str) -> ResultsDB:
-    return ResultsDB(folder)
+    db = ResultsDB(folder, auto_refresh=False)  # _fingerprint refreshes it, once per rerun
+    db.refresh()
+    db.warm_up = _warm_up(db)  # type: ignore[attr-defined]  # joined by benchmarks/bench_dashboard.py
+    return db
+
+
+def _warm_up(db: ResultsDB) -> threading.Thread:
+    """Load the folder's tables into memory and import the pages' heavy modules, in a daemon
+    thread: the first load of the dashboard pays for it once, no later page does."""
+
+    def work() -> None:
+        db.preload(("runs", "tasks")).join()
+        for name in WARM_MODULES:
+            importlib.import_module(name)
+        db.preload(("curves",)).join()
+
+    thread = threading.Thread(target=work, name="metabench warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def db() -> ResultsDB:
@@ -126,7 +161,8 @@ def db() -> ResultsDB:
 @st.cache_data(ttl=2, show_spinner=False)
 def _fingerprint(folder: str) -> tuple[int, int, int]:
     # A short TTL: one walk of the folder per rerun at most, yet new files show within seconds.
-    return fingerprint(folder)
+    # The walk also loads what changed into the folder's ResultsDB (its queries never walk).
+    return _db(folder).refresh()
 
 
 @st.cache_data(ttl=600, max_entries=256, show_spinner=False)
@@ -179,9 +215,40 @@ def tasks(suite: str, metric: str) -> pd.DataFrame:
     return _cached("tasks", suite=suite, metric=metric)
 
 
+def run_states(df: pd.DataFrame) -> pd.Series:
+    """Each run's status, with 'running' made honest by its job's liveness (the rule of
+    ``jobstore.cell_states``): a run recorded as running counts as running only while its job's
+    process is alive and reports the cell running; otherwise it is 'interrupted' (`metabench
+    jobs resume` continues it). A running run without a job folder cannot be checked and stays
+    'running'. Reads only the job folders of running runs (status.json, a /proc lookup)."""
+    states = df["status"].astype(object).copy()
+    running = df.index[df["status"] == "running"]
+    if len(running) == 0:
+        return states
+    folder = results_dir()
+    jobs: dict[Any, dict[str, Any] | None] = {}
+    for i in running:
+        job_id = df.at[i, "job_id"]
+        if job_id not in jobs:
+            jdir = folder / jobstore.JOBS / str(job_id)
+            try:
+                known = isinstance(job_id, str) and (jobstore.job_dir(folder, job_id) / "spec.json").is_file()
+            except MetabenchError:  # not a plain folder name
+                known = False
+            jobs[job_id] = jobstore.read_status(jdir) if known else None
+        status = jobs[job_id]
+        if status is None:
+            continue
+        cell = (status.get("cells") or {}).get(df.at[i, "run_id"]) or {}
+        if not (status.get("state") in jobstore.LIVE and cell.get("state") == "running"):
+            states.at[i] = "interrupted"
+    return states
+
+
 def suites_overview() -> pd.DataFrame:
     """Per suite: versions, runs by status, algorithms, seeds and the last run (from ``runs``)."""
     df = runs()
+    df = df.assign(status=run_states(df))
     rows = []
     for suite, part in df.groupby("suite", sort=True):
         last = part["finished_at"].fillna(part["started_at"]).max()
@@ -191,6 +258,7 @@ def suites_overview() -> pd.DataFrame:
             "Runs": len(part),
             "Finished": int((part["status"] == "finished").sum()),
             "Running": int((part["status"] == "running").sum()),
+            "Interrupted": int((part["status"] == "interrupted").sum()),
             "Failed / diverged": int(part["status"].isin(["failed", "diverged"]).sum()),
             "Algorithms": ", ".join(sorted(part["algorithm"].unique())),
             "Presets": ", ".join(sorted(part["preset"].unique())),
@@ -206,8 +274,36 @@ def facets(suite: str) -> dict[str, Any]:
 
 def filtered(method: str, f: Filters, **kwargs: Any) -> Any:
     """``ResultsDB.<method>`` (leaderboard, task_values, run_costs) under the filters ``f``."""
-    return _cached(method, suite=f.suite, metric=f.metric, families=f.families, presets=f.presets,
-                   split_scheme=f.split_scheme, **kwargs)  # fmt: skip
+    return _cached(method, **filter_kwargs(f), **kwargs)
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _file_bytes(folder: str, stamp: tuple[int, int, int], method: str, kwargs: tuple, fmt: str) -> bytes:
+    df = _query(folder, stamp, method, kwargs)
+    return leaderboard_bytes(df, fmt) if method == "leaderboard" else frame_bytes(df, fmt)
+
+
+def export_bytes(method: str, fmt: str, **kwargs: Any) -> bytes:
+    """``ResultsDB.<method>(**kwargs)`` as a file in ``fmt`` (the leaderboard in any of
+    ``export.FILE_FORMATS``, other tables as csv or parquet), cached like the queries."""
+    folder = str(results_dir())
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    return _file_bytes(folder, _fingerprint(folder), method, key, fmt)
+
+
+def deferred_bytes(method: str, fmt: str, **kwargs: Any) -> Any:
+    """A callable for ``st.download_button(data=...)``: the file is built when the button is
+    clicked (``export_bytes``), not on every rerun of the page."""
+    folder = str(results_dir())
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    stamp = _fingerprint(folder)
+    return lambda: _file_bytes(folder, stamp, method, key, fmt)
+
+
+def filter_kwargs(f: Filters) -> dict[str, Any]:
+    """The query arguments of the filters ``f`` (for ``export_bytes`` / ``deferred_bytes``)."""
+    return {"suite": f.suite, "metric": f.metric, "families": f.families, "presets": f.presets,
+            "split_scheme": f.split_scheme}  # fmt: skip
 
 
 def curve_metrics(suite: str) -> list[tuple[str, str]]:
@@ -219,6 +315,26 @@ def curve_summary(f: Filters, metric: str, split: str) -> pd.DataFrame:
     """See ``ResultsDB.curve_summary``."""
     return _cached("curve_summary", suite=f.suite, metric=metric, split=split, families=f.families,
                    presets=f.presets, split_scheme=f.split_scheme)  # fmt: skip
+
+
+def curve_excluded_runs(f: Filters) -> pd.DataFrame:
+    """See ``ResultsDB.curve_excluded_runs``."""
+    return _cached("curve_excluded_runs", suite=f.suite, families=f.families, presets=f.presets,
+                   split_scheme=f.split_scheme)  # fmt: skip
+
+
+def curve_lines(f: Filters, metric: str, split: str, smooth: float) -> pd.DataFrame:
+    """``curve_summary`` smoothed and thinned for drawing (``smooth_curves``), cached."""
+    folder = str(results_dir())
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in
+                       {"suite": f.suite, "metric": metric, "split": split, "families": f.families,
+                        "presets": f.presets, "split_scheme": f.split_scheme}.items()))  # fmt: skip
+    return _curve_lines(folder, _fingerprint(folder), key, float(smooth))
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _curve_lines(folder: str, stamp: tuple[int, int, int], kwargs: tuple, smooth: float) -> pd.DataFrame:
+    return smooth_curves(_query(folder, stamp, "curve_summary", kwargs), smooth)
 
 
 def aggregate(families: list[str] | None, presets: list[str] | None) -> Aggregate:
@@ -240,6 +356,21 @@ def problems_banner() -> None:
         f"{results_dir()}`.",
         icon="⚠️",
     )
+
+
+#: Set to 1 to validate every chart against the Vega-Lite schema when drawn (the tests do).
+VALIDATE_VAR = "METABENCH_VALIDATE_CHARTS"
+
+
+def altair_chart(chart: Any, **kwargs: Any) -> None:
+    """``st.altair_chart`` without Altair's JSON-schema validation, which is about half the time
+    of turning a layered chart into Vega-Lite on every rerun; the charts are fixed code, and the
+    tests validate each one (``METABENCH_VALIDATE_CHARTS=1``)."""
+    if os.environ.get(VALIDATE_VAR) != "1":
+        # An instance attribute shadows the method Streamlit calls (Altair's own __setattr__
+        # would store it as a chart property instead).
+        object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
+    st.altair_chart(chart, **kwargs)
 
 
 @contextmanager
@@ -436,11 +567,28 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     )
     if df["published"].notna().any():
         published = [
-            "–" if pd.isna(v) else fmt(v) + ("" if pd.isna(ci) else f" ± {fmt(ci)}") + (f" ({src})" if isinstance(src, str) and src else "")
-            for v, ci, src in zip(df["published"], df["published_ci95"], df["published_source"])
-        ]
-        table.insert(9, "Published", published)
+            "–" if pd.isna(v) else fmt(v) + ("" if pd.isna(ci) else f" ± {fmt(ci)}")
+            + (f" ({short_citation(src)})" if isinstance(src, str) and src else "")
+            for v, ci, src in zip(df["published"], df["published_ci95"], df["published_source"], strict=True)
+        ]  # fmt: skip
+        table["Published"] = published  # last: the protocol columns matter more for reading the rows
     return table
+
+
+def short_citation(citation: str) -> str:
+    """'Finn, Abbeel & Levine (2017), Model-Agnostic ...' -> 'Finn et al. 2017' (a table cell);
+    the full citation is shown under the table."""
+    match = re.match(r"\s*([^(]+?)\s*\((\d{4})\)", citation)
+    if not match:
+        return citation[:40]
+    authors, year = match.groups()
+    if "," in authors:
+        authors = authors.split(",")[0] + " et al."
+    return f"{authors} {year}"
+
+
+#: The leaderboard table's protocol columns (hidden when constant, then named under the table).
+PROTOCOL_COLUMNS = ("Preset", "Split", "Transductive", "Test tasks", "Query batch")
 
 
 def leaderboard_table(df: pd.DataFrame) -> None:
@@ -448,10 +596,16 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     metric = str(df["metric"].iloc[0])
     scale = _metrics.display_scale(metric)
     table = leaderboard_frame(df)
+    # Protocol columns that are the same on every row are said once under the table instead,
+    # so the table fits a laptop screen (the exports keep every column).
+    same = [c for c in PROTOCOL_COLUMNS if table[c].astype(str).nunique() == 1]
     st.dataframe(
         table,
         hide_index=True,
+        column_order=[c for c in table.columns if c not in same],
         column_config={
+            # Narrow columns for short values, so the whole table fits a laptop screen.
+            **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
             "Mean": st.column_config.NumberColumn(
                 format=_number_format(table["Mean"], scale), help=_metrics.label(metric)
             ),
@@ -467,13 +621,24 @@ def leaderboard_table(df: pd.DataFrame) -> None:
                 "beats the best one (ties count half). 0.5 = as often better as worse."
             ),
             "Transductive": st.column_config.CheckboxColumn(
-                help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
+                width="small", help="Whether test queries were processed together (e.g. BatchNorm batch statistics)."
             ),
             "Query batch": st.column_config.TextColumn(
                 width="medium", help="How test queries pass through BatchNorm."
             ),
+            "Published": st.column_config.TextColumn(
+                help="The paper's number for the same algorithm, split, transductive flag and metric "
+                "(its 95% half-width when given); full citations under the table."
+            ),
         },
     )
+    if same:
+        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else "n/a" if v == "-" else str(v)
+                 for c, v in table[same].iloc[0].items()}  # fmt: skip  ('-': a suite without class splits)
+        st.caption("Same protocol on every row: " + " · ".join(f"{c.lower()} **{v}**" for c, v in shown.items()) + ".")
+    sources = [s for s in dict.fromkeys(df["published_source"].dropna()) if isinstance(s, str) and s]
+    if sources:
+        st.caption("Published: " + "; ".join(f"*{short_citation(s)}*: {s}" for s in sources) + ".")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -487,7 +652,7 @@ def task_features(values: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _task_features(tuple(unique["task_id"].tolist()), tuple(unique["descriptors"].tolist()))
 
 
-def smooth_curves(df: pd.DataFrame, weight: float, max_points: int = 1500) -> pd.DataFrame:
+def smooth_curves(df: pd.DataFrame, weight: float, max_points: int = 500) -> pd.DataFrame:
     """EMA-smooth each entry's mean and band (``weight`` 0 = off) and thin each line to at
     most ``max_points`` steps (evenly spaced, last kept) so the browser draws it quickly."""
     keys = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]

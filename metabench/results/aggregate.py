@@ -90,7 +90,9 @@ def aggregate(scores: pd.DataFrame, reps: int = REPS, seed: int = 0) -> Aggregat
     ranks = per_suite.groupby("entry").agg(mean_rank=("rank", "mean"), n_suites=("suite", "nunique"))
     rows = []
     lo, hi = float(df["score"].min()), float(df["score"].max())
-    taus = np.linspace(min(0.0, lo), max(1.0, hi), 101)
+    # From just below the lowest score (the profile starts at 1: every run scores above it) to 1.
+    margin = 0.02 * (max(1.0, hi) - min(0.0, lo))
+    taus = np.linspace(min(0.0, lo - margin), max(1.0, hi), 101)
     profiles = []
     for entry, part in df.groupby("entry", sort=True):
         strata = [g["score"].to_numpy(float) for _, g in part.groupby("suite", sort=True)]

@@ -98,9 +98,12 @@ def format_value(metric: str, value: float | None) -> str:
     (None or NaN) are shown as 'n/a'.
     """
     m = spec(metric)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    try:  # None, pandas' NA and NaN of any float type (numpy float32 included) -> 'n/a'
+        value = float(value)
+    except (TypeError, ValueError):
         return "n/a"
-    value = float(value)
+    if math.isnan(value):
+        return "n/a"
     if m.percent:
         return f"{value * 100:.2f}%"
     if abs(value) >= 1000:  # returns in the thousands: '1234', not '1.23e+03'

@@ -44,6 +44,16 @@ def published_for(suite: str | None = None, split_scheme: str | None = None) -> 
     return df.reset_index(drop=True).copy()
 
 
+@lru_cache(maxsize=64)
+def _first_by_protocol(suite: str) -> dict[tuple, dict]:
+    """(algorithm, split_scheme, transductive, metric) -> the first published row (file order)."""
+    first: dict[tuple, dict] = {}
+    for rec in published_for(suite).to_dict("records"):
+        if rec["transductive"] in (True, False):  # an unreadable flag matches nothing
+            first.setdefault((rec["algorithm"], rec["split_scheme"], bool(rec["transductive"]), rec["metric"]), rec)
+    return first
+
+
 def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
     """``board`` (a leaderboard frame) with ``published``, ``published_ci95`` and ``published_source``.
 
@@ -51,14 +61,13 @@ def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
     flag and metric; NaN when the protocol of no published number matches.
     """
     out = board.copy()
-    pub = published_for(suite)
+    first = _first_by_protocol(suite)  # a dict lookup per row: pandas masks per row cost ~10 ms
     values, cis, sources = [], [], []
     for rec in out.to_dict("records"):
-        hit = pub[(pub["algorithm"] == rec.get("algorithm")) & (pub["split_scheme"] == rec.get("split_scheme"))
-                  & (pub["transductive"] == bool(rec.get("transductive"))) & (pub["metric"] == rec.get("metric"))]
-        values.append(float(hit["value"].iloc[0]) if len(hit) else float("nan"))
-        cis.append(float(hit["ci95"].iloc[0]) if len(hit) else float("nan"))
-        sources.append(str(hit["citation"].iloc[0]) if len(hit) else None)
+        hit = first.get((rec.get("algorithm"), rec.get("split_scheme"), bool(rec.get("transductive")), rec.get("metric")))
+        values.append(float(hit["value"]) if hit else float("nan"))
+        cis.append(float(hit["ci95"]) if hit else float("nan"))
+        sources.append(str(hit["citation"]) if hit else None)
     out["published"] = values
     out["published_ci95"] = cis
     out["published_source"] = sources

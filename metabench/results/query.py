@@ -1,10 +1,15 @@
 """Read-only queries over a results folder, in DuckDB.
 
-Every table is read straight from the Parquet files found by one glob per table (see
-``schema.GLOBS``), so new runs appear as soon as their files are renamed into place. Each file is
-checked first (cached; see ``verify``): a corrupt or incompatible one is left out of every query
-and listed by ``ResultsDB.problems()``. SQL text is
-constant; suite names, metrics and paths are always bound as parameters.
+Each table's Parquet files (one glob per table, see ``schema.GLOBS``) are loaded into an
+in-memory DuckDB table the first time a query needs that table, and kept in step with the folder
+file by file: a walk of the folder compares each file's (mtime, size) with what was loaded, and
+only new, rewritten or removed files are read or dropped. So new runs appear as soon as their
+files are renamed into place, while a million rows are scanned from memory, not re-read from
+Parquet on every query. ``ResultsDB(..., auto_refresh=False)`` walks the folder only when
+``refresh()`` is called (the dashboard does so once per rerun, see ``dashboard.widgets``). SQL
+text is constant; suite names, metrics and paths are always bound as parameters. Each file is
+checked before it is loaded (cached; see ``verify``): a corrupt or incompatible one is left out
+of every query and listed by ``ResultsDB.problems()``.
 
 Queries never raise because a folder is empty or missing: they return empty frames with the
 documented columns.
@@ -12,19 +17,23 @@ documented columns.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from collections import OrderedDict
+
 import duckdb
+import numpy as np
 import pandas as pd
 
 from metabench.errors import ResultsError
 from metabench.results import metrics as _metrics
 from metabench.results.ids import run_dir
 from metabench.results.published import attach_published
-from metabench.results.schema import CURVES, GLOBS, RUNS, TASKS
+from metabench.results.schema import CURVES, GLOBS, RUNS, SCHEMAS, TASKS
 from metabench.results.stats import ci_halfwidth, paired_comparison
 from metabench.results.verify import Problem, check_results_file_cached
 
@@ -40,6 +49,10 @@ LEADERBOARD_COLUMNS = [
 #: two-sided ``ttest_rel`` p-value against the rank-1 entry on the tasks both have;
 #: ``prob_improvement``: P(this entry beats the best on a task), ties counted half.
 TIE_ALPHA = 0.05
+#: Run statuses left out of ``ResultsDB.curve_summary`` (the pages list such runs separately).
+CURVE_EXCLUDED = ("failed", "diverged")
+#: How many unfiltered scans a ResultsDB remembers (see ``ResultsDB._memo``).
+MEMO_SIZE = 64
 #: The entry key: rows of one leaderboard differ in at least one of these.
 ENTRY_KEYS = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]
 #: Run columns attached to each curve point / task value.
@@ -48,10 +61,10 @@ _RUN_KEYS = ["run_id", "algorithm", "family", "preset", "seed", "status", "suite
 CURVES_COLUMNS = _RUN_KEYS + [c for c in CURVES.names if c != "run_id"]
 TASKS_COLUMNS = _RUN_KEYS + [c for c in TASKS.names if c != "run_id"]
 
-# Each query starts from these CTEs; $runs/$curves/$tasks are the bound globs.
-_RUNS = "runs AS (SELECT * FROM read_parquet($runs, union_by_name=true, hive_partitioning=false))"
-_CURVES = "curves AS (SELECT * FROM read_parquet($curves, union_by_name=true, hive_partitioning=false))"
-_TASKS = "tasks AS (SELECT * FROM read_parquet($tasks, union_by_name=true, hive_partitioning=false))"
+# Each query starts from these CTEs over the in-memory copies of the tables (see ResultsDB._sync).
+_RUNS = "runs AS (SELECT * FROM t_runs)"
+_CURVES = "curves AS (SELECT * FROM t_curves)"
+_TASKS = "tasks AS (SELECT * FROM t_tasks)"
 # Finished runs of the newest suite version that has finished runs: the leaderboard's population.
 _FINISHED = """
 finished AS (
@@ -92,11 +105,10 @@ WHERE t.split = 'test' ORDER BY t.metric
 # first and put the interval over tasks; the seed spread is the std of the per-seed means.
 # `g` numbers the (algorithm, preset, protocol) groups so NULLs in older files still group.
 # One scan of the tasks table returns both the per-task and the per-seed means of every group
-# (a few thousand rows); the summaries and paired tests are then computed on those.
-_FILTERS = """
-      AND ($families IS NULL OR list_contains($families, family))
-      AND ($presets IS NULL OR list_contains($presets, preset))
-      AND ($split_scheme IS NULL OR split_scheme = $split_scheme)"""
+# (a few thousand rows); the summaries and paired tests are then computed on those. The scans
+# cover every entry of the suite; the family / preset / split-scheme filters then select entries
+# in pandas (``_select``), so a filter change never scans again (``ResultsDB._memo``).
+
 def _grouped(descriptors: bool = False) -> str:
     """The filtered, grouped finished runs and their (group, seed, task) cells."""
     extra = ", any_value(t.descriptors) AS descriptors" if descriptors else ""
@@ -104,7 +116,7 @@ def _grouped(descriptors: bool = False) -> str:
 grouped AS (
     SELECT *, dense_rank() OVER (
         ORDER BY algorithm, preset, split_scheme, transductive, query_batch) AS g
-    FROM finished WHERE TRUE {_FILTERS}
+    FROM finished
 ),
 groups AS (
     SELECT g, any_value(algorithm) AS algorithm, any_value(family) AS family,
@@ -177,9 +189,6 @@ SELECT s.suite, s.algorithm, any_value(s.family) AS family, s.preset, s.transduc
        s.query_batch, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
 FROM sel s JOIN main m ON m.suite = s.suite AND m.split_scheme = s.split_scheme
 JOIN tasks t ON t.run_id = s.run_id AND t.metric = m.metric AND t.split = 'test'
-WHERE TRUE
-  AND ($families IS NULL OR list_contains($families, s.family))
-  AND ($presets IS NULL OR list_contains($presets, s.preset))
 GROUP BY s.suite, s.algorithm, s.preset, s.transductive, s.query_batch, s.seed, m.metric
 ORDER BY s.suite, s.algorithm, s.preset, s.seed
 """
@@ -194,13 +203,14 @@ SELECT DISTINCT c.split, c.metric FROM selected r JOIN curves c ON c.run_id = r.
 ORDER BY c.split DESC, c.metric
 """
 
-# Mean and spread across seeds at each step; wall time is the seeds' mean at that step.
+# Mean and spread across seeds at each step; wall time is the seeds' mean at that step. Runs
+# that failed or diverged are left out (``CURVE_EXCLUDED``): a diverged loss would swamp the mean.
 _CURVE_SUMMARY_SQL = f"""
 WITH {_RUNS}, {_CURVES},
 selected AS (
     SELECT * FROM runs WHERE suite = $suite
       AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
-      {_FILTERS}
+      AND NOT list_contains($excluded, status)
 ),
 points AS (  -- one value per (run, step): duplicate rows of a point are averaged
     SELECT r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
@@ -242,33 +252,108 @@ ORDER BY r.algorithm, r.preset, r.seed, r.run_id, t.task_id
 """
 
 
+def _walk(results_dir: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """One walk of the folder: per table, {path: (mtime in ns, size)} of the files its glob
+    (``schema.GLOBS``) selects."""
+    patterns = {table: glob.rsplit("/", 1)[-1] for table, glob in GLOBS.items()}
+    found: dict[str, dict[str, tuple[int, int]]] = {table: {} for table in GLOBS}
+    for folder, _dirs, names in os.walk(results_dir):
+        for name in names:
+            for table, pattern in patterns.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    path = os.path.join(folder, name)
+                    try:
+                        st = os.stat(path)
+                    except OSError:  # replaced or removed while we looked
+                        break
+                    found[table][path] = (st.st_mtime_ns, st.st_size)
+                    break
+    return found
+
+
+def _good_files(listing: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """``listing`` without the files every query leaves out (corrupt, or from an incompatible
+    version; see ``metabench.results.verify``). Each check is cached until the file changes."""
+    good: dict[str, dict[str, tuple[int, int]]] = {}
+    for table, files in listing.items():
+        good[table] = {}
+        for path, stamp in files.items():
+            problem = check_results_file_cached(Path(path), table)
+            if problem is None or problem.severity != "bad":
+                good[table][path] = stamp
+    return good
+
+
+def _stamp(listing: dict[str, dict[str, tuple[int, int]]]) -> tuple[int, int, int]:
+    files = [v for table in listing.values() for v in table.values()]
+    return len(files), max((m for m, _ in files), default=0), sum(n for _, n in files)
+
+
 def fingerprint(results_dir: str | os.PathLike) -> tuple[int, int, int]:
     """A cheap change detector for a results folder: (files, newest mtime in ns, total bytes).
 
     Covers the files of all three tables; atomic rewrites change the mtime, new curve parts the
     count. Used as a cache key so the dashboard shows new results without a restart.
     """
-    root = Path(results_dir)
-    count = newest = size = 0
-    for pattern in GLOBS.values():
-        for path in root.glob(pattern):
-            try:
-                st = path.stat()
-            except OSError:  # replaced or removed while we looked
-                continue
-            count += 1
-            newest = max(newest, st.st_mtime_ns)
-            size += st.st_size
-    return count, newest, size
+    return _stamp(_walk(Path(results_dir)))
 
 
 class ResultsDB:
     """Queries over one results folder (``RESULTS/<run_id>/{runs,curves-*,tasks}.parquet``)."""
 
-    def __init__(self, results_dir: str | os.PathLike):
+    def __init__(self, results_dir: str | os.PathLike, auto_refresh: bool = True):
         self.results_dir = Path(results_dir).expanduser().absolute()
+        self.auto_refresh = auto_refresh
+        """True: every query first looks for changed files; False: only ``refresh()`` does."""
         self._con = duckdb.connect(":memory:")
-        self._lock = threading.Lock()
+        # Threads (the dashboard's sessions, a preload) each query through their own cursor on
+        # the one in-memory database; a table is synced by one thread at a time.
+        self._local = threading.local()
+        self._walk_lock = threading.Lock()
+        self._table_locks = {table: threading.Lock() for table in GLOBS}
+        self._listing: dict[str, dict[str, tuple[int, int]]] | None = None  # the last walk
+        self._loaded: dict[str, dict[str, tuple[int, int]]] = {}  # table -> files in memory
+        self._versions = {table: 0 for table in GLOBS}  # bumped whenever a table's rows change
+        self._memos: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+
+    def refresh(self) -> tuple[int, int, int]:
+        """Walk the folder once, bring the tables already in memory up to date with it, and
+        return its ``fingerprint``."""
+        with self._walk_lock:
+            listing = self._listing = _walk(self.results_dir)
+        for table in list(self._loaded):
+            # A table another thread is loading (the background preload) is skipped rather than
+            # waited for: the next query of that table syncs it with this listing first.
+            lock = self._table_locks[table]
+            if lock.acquire(blocking=False):
+                try:
+                    self._sync(table, listing)
+                finally:
+                    lock.release()
+        return _stamp(listing)
+
+    def preload(self, tables: tuple[str, ...] = ("runs", "tasks", "curves")) -> threading.Thread:
+        """Load ``tables`` into memory in a background thread (the dashboard starts one when it
+        opens a folder, so the first visit of each page finds its table loaded). Errors are
+        left for the queries to report."""
+
+        def load() -> None:
+            for table in tables:
+                try:
+                    self._params(table)
+                except ResultsError:
+                    pass
+
+        thread = threading.Thread(target=load, name=f"preload {self.results_dir}", daemon=True)
+        thread.start()
+        return thread
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._walk_lock:  # the connection itself is not thread-safe; its cursors are
+                cursor = self._local.cursor = self._con.cursor()
+        return cursor
 
     def __repr__(self) -> str:
         return f"ResultsDB({str(self.results_dir)!r})"
@@ -352,16 +437,16 @@ class ResultsDB:
         if metric is None:
             return _empty(LEADERBOARD_COLUMNS)
         better = _metrics.direction(metric)  # unknown metric -> ConfigError
-        params = self._params(
-            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
-        )
+        params = self._params("runs", "tasks", suite=suite, metric=metric)
         if params is None:
             return _empty(LEADERBOARD_COLUMNS)
-        values = self._query(_LEADERBOARD_SQL, params)
+        # The scan is done once per (suite, metric) for every entry; filters only select entries.
+        groups = _select(self._memo(_GROUPS_SQL, params, "runs", "tasks"), families, presets, split_scheme)
+        values = self._memo(_LEADERBOARD_SQL, params, "runs", "tasks")
+        values = values[values["g"].isin(groups["g"])]
         if values.empty:
             return _empty(LEADERBOARD_COLUMNS)
-        groups = self._query(_GROUPS_SQL, params).set_index("g")
-        df = _summarise(values, groups, higher=better == "higher")
+        df = _summarise(values, groups.set_index("g"), higher=better == "higher")
         df["metric"] = metric
         df["direction"] = better
         df["suite"] = suite
@@ -391,12 +476,11 @@ class ResultsDB:
         """One row per (leaderboard entry, test task): the task's value averaged over seeds,
         ``n_seeds`` and the task's ``descriptors`` (JSON). Same population as ``leaderboard``."""
         columns = ENTRY_KEYS[:1] + ["family"] + ENTRY_KEYS[1:] + ["task_id", "value", "n_seeds", "descriptors"]
-        params = self._params(
-            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
-        )
+        params = self._params("runs", "tasks", suite=suite, metric=metric)
         if params is None:
             return _empty(columns)
-        return self._query(_TASK_VALUES_SQL, params)[columns]
+        df = self._memo(_TASK_VALUES_SQL, params, "runs", "tasks")
+        return _select(df, families, presets, split_scheme)[columns].reset_index(drop=True)
 
     def run_costs(
         self,
@@ -410,12 +494,11 @@ class ResultsDB:
         meta-steps and its mean ``metric`` over the test tasks (``value``)."""
         columns = ["run_id", *ENTRY_KEYS[:1], "family", *ENTRY_KEYS[1:], "seed", "wall_time_s",
                    "peak_memory_mb", "meta_steps", "device", "value", "n_tasks"]  # fmt: skip
-        params = self._params(
-            "runs", "tasks", suite=suite, metric=metric, **_filters(families, presets, split_scheme)
-        )
+        params = self._params("runs", "tasks", suite=suite, metric=metric)
         if params is None:
             return _empty(columns)
-        return self._query(_RUN_COSTS_SQL, params)[columns]
+        df = self._memo(_RUN_COSTS_SQL, params, "runs", "tasks")
+        return _select(df, families, presets, split_scheme)[columns].reset_index(drop=True)
 
     def run_scores(self, families: list[str] | None = None, presets: list[str] | None = None) -> pd.DataFrame:
         """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
@@ -423,10 +506,11 @@ class ResultsDB:
         newest version, of its most common split scheme only (never mixed)."""
         columns = ["suite", "algorithm", "family", "preset", "transductive", "query_batch", "seed",
                    "metric", "value", "n_tasks"]  # fmt: skip
-        params = self._params("runs", "tasks", **_filters(families, presets, ...))
+        params = self._params("runs", "tasks")
         if params is None:
             return _empty(columns)
-        return self._query(_RUN_SCORES_SQL, params)[columns]
+        df = self._memo(_RUN_SCORES_SQL, params, "runs", "tasks")
+        return _select(df, families, presets)[columns].reset_index(drop=True)
 
     def curve_metrics(self, suite: str) -> list[tuple[str, str]]:
         """(split, metric) pairs with curve points for the suite's newest version; val first."""
@@ -447,20 +531,36 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """Learning curves averaged over seeds: one row per (entry, step) with the mean, the
         95% CI across seeds (``ci_low``, ``ci_high``; NaN with one seed), ``n_seeds`` and the
-        seeds' mean ``wall_time_s`` at that step. Runs of every status, newest suite version."""
+        seeds' mean ``wall_time_s`` at that step. Newest suite version; runs of every status but
+        those in ``CURVE_EXCLUDED`` (failed, diverged: see ``curve_excluded_runs``)."""
         columns = ["algorithm", "family", "preset", "split_scheme", "transductive", "query_batch",
                    "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
-        params = self._params(
-            "runs", "curves", suite=suite, metric=metric, split=split,
-            **_filters(families, presets, split_scheme),
-        )
+        params = self._params("runs", "curves", suite=suite, metric=metric, split=split,
+                              excluded=list(CURVE_EXCLUDED))  # fmt: skip
         if params is None:
             return _empty(columns)
-        df = self._query(_CURVE_SUMMARY_SQL, params)
+        df = _select(self._memo(_CURVE_SUMMARY_SQL, params, "runs", "curves"), families, presets, split_scheme)
         half = ci_halfwidth(df.pop("sd").to_numpy(float), df["n_seeds"].to_numpy(float))
         df["ci_low"] = df["mean"] - half
         df["ci_high"] = df["mean"] + half
         return df[columns]
+
+    def curve_excluded_runs(
+        self,
+        suite: str,
+        families: list[str] | None = None,
+        presets: list[str] | None = None,
+        split_scheme: str | None = None,
+    ) -> pd.DataFrame:
+        """The runs ``curve_summary`` leaves out (status in ``CURVE_EXCLUDED``) under the same
+        filters, newest suite version: run_id, algorithm, family, preset, split_scheme, seed,
+        status, meta_steps, error."""
+        columns = ["run_id", "algorithm", "family", "preset", "split_scheme", "seed", "status", "meta_steps", "error"]
+        runs = self.runs(suite)
+        if runs.empty:
+            return _empty(columns)
+        runs = runs[(runs["suite_version"] == runs["suite_version"].max()) & runs["status"].isin(CURVE_EXCLUDED)]
+        return _select(runs, families, presets, split_scheme)[columns].reset_index(drop=True)
 
     def curves(self, suite: str, metric: str, split: str = "val") -> pd.DataFrame:
         """Learning-curve points of every run (any status) of the suite's newest version."""
@@ -496,51 +596,115 @@ class ResultsDB:
                 for path in sorted(self.results_dir.glob(GLOBS[table]))]
 
     def _params(self, *tables: str, **params: Any) -> dict[str, Any] | None:
-        """Bind each table's list of good files; None when some table has none (-> empty result).
-
-        An explicit list rather than a glob, so a corrupt or incompatible file (see
-        ``problems``) is left out and every query works on the remaining files.
-        """
-        for table in tables:
-            good = [str(path) for path, problem in self._files(table)
-                    if problem is None or problem.severity != "bad"]
-            if not good:
-                return None
-            params[table] = good
+        """Make sure ``tables`` are in memory and current; None when some table has no file yet
+        (-> an empty result). Files that fail their check (see ``problems``) are never loaded, so
+        every query works on the remaining files."""
+        for attempt in (0, 1):
+            with self._walk_lock:
+                if self._listing is None or self.auto_refresh:
+                    self._listing = _good_files(_walk(self.results_dir))
+                listing = self._listing
+            try:
+                for table in tables:
+                    if not listing[table]:
+                        return None
+                    with self._table_locks[table]:
+                        self._sync(table, listing)
+                break
+            except ResultsError:
+                # A resuming cell deletes its curve parts newer than its checkpoint: a file listed a
+                # moment ago may be gone. _sync dropped the listing; walk once more.
+                if attempt:
+                    raise
         return params
+
+    def _sync(self, table: str, listing: dict[str, dict[str, tuple[int, int]]]) -> None:
+        """Load the files of ``table`` that are new or changed since the last sync into
+        ``t_<table>`` and drop the rows of changed or removed ones (one transaction).
+        The caller holds the table's lock."""
+        want = listing[table]
+        have = self._loaded.get(table)
+        name = f"t_{table}"
+        con = self._cursor()
+        if have is None:
+            con.register("_empty", SCHEMAS[table].empty_table())
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT *, ''::VARCHAR AS _file FROM _empty")
+            con.unregister("_empty")
+            have = self._loaded[table] = {}
+        stale = [p for p, v in have.items() if want.get(p) != v]
+        new = [p for p, v in want.items() if have.get(p) != v]
+        if not stale and not new:
+            return
+        try:
+            con.execute("BEGIN TRANSACTION")
+            if stale:
+                con.execute(f"DELETE FROM {name} WHERE list_contains($files, _file)", {"files": stale})
+            if new:
+                source = "read_parquet($files, union_by_name=true, hive_partitioning=false, filename=true)"
+                present = set(con.execute(f"DESCRIBE SELECT * FROM {source}", {"files": new}).df()["column_name"])
+                columns = [c for c in SCHEMAS[table].names if c in present]  # older files may lack some
+                quoted = ", ".join(f'"{c}"' for c in columns)
+                con.execute(f"INSERT INTO {name} ({quoted}, _file) SELECT {quoted}, filename FROM {source}",
+                            {"files": new})  # fmt: skip
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # the error ended the transaction already
+                pass
+            with self._walk_lock:
+                self._listing = None  # walk again next time: a file may have been replaced meanwhile
+            raise self._error(exc) from exc
+        for p in stale:
+            del have[p]
+        for p in new:
+            have[p] = want[p]
+        self._versions[table] += 1
+
+    def _memo(self, sql: str, params: dict[str, Any], *tables: str) -> pd.DataFrame:
+        """``_query``, remembered until one of ``tables`` changes (the last ``MEMO_SIZE`` results).
+        For the unfiltered scans that the filtered views select from; treat the frame as read-only."""
+        key = (sql, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())),
+               tuple(self._versions[t] for t in tables))  # fmt: skip
+        with self._walk_lock:
+            if key in self._memos:
+                self._memos.move_to_end(key)
+                return self._memos[key]
+        df = self._query(sql, params)
+        with self._walk_lock:
+            self._memos[key] = df
+            while len(self._memos) > MEMO_SIZE:
+                self._memos.popitem(last=False)
+        return df
 
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
         try:
-            try:
-                with self._lock:  # one DuckDB connection, shared by the dashboard's threads
-                    return self._con.execute(sql, params).df()
-            except duckdb.IOException:
-                # A resuming cell deletes its curve parts newer than its checkpoint: drop files
-                # that vanished since they were listed and try once more.
-                params = {k: [f for f in v if Path(f).exists()] if k in GLOBS else v
-                          for k, v in params.items()}
-                with self._lock:
-                    return self._con.execute(sql, params).df()
+            return self._cursor().execute(sql, params).df()
         except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0]
-            raise ResultsError(
-                f"Could not read the results in {self.results_dir}: {first_line}. A file may be "
-                "corrupted or from an incompatible metabench version; delete that run's folder "
-                "and rerun it."
-            ) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: duckdb.Error) -> ResultsError:
+        first_line = str(exc).strip().splitlines()[0]
+        return ResultsError(
+            f"Could not read the results in {self.results_dir}: {first_line}. A file may be "
+            "corrupted or from an incompatible metabench version; delete that run's folder "
+            "and rerun it."
+        )
 
 
-def _filters(
-    families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None
-) -> dict[str, Any]:
-    """Bound filter parameters; None means "no filter" (an empty list selects nothing)."""
-    bound: dict[str, Any] = {
-        "families": None if families is None else [str(f) for f in families],
-        "presets": None if presets is None else [str(p) for p in presets],
-    }
-    if split_scheme is not ...:  # queries without a split-scheme filter pass ...
-        bound["split_scheme"] = split_scheme
-    return bound
+def _select(
+    df: pd.DataFrame, families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None
+) -> pd.DataFrame:
+    """The rows of ``df`` whose family, preset and split scheme pass the filters (None = any);
+    the same rule as ``_FILTERS`` in SQL."""
+    keep = pd.Series(True, index=df.index)
+    if families is not None:
+        keep &= df["family"].isin([str(f) for f in families])
+    if presets is not None:
+        keep &= df["preset"].isin([str(p) for p in presets])
+    if split_scheme is not None:
+        keep &= df["split_scheme"] == split_scheme
+    return df[keep]
 
 
 def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.DataFrame:
@@ -558,17 +722,19 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     df = df.sort_values(["rank", "algorithm", "preset"], kind="stable")
     # Paired comparison of every row with the best one, on the tasks both have.
     matrix = tasks.pivot(index="key", columns="g", values="value")
+    columns = {g: matrix[g].to_numpy(float) for g in matrix.columns}  # (n_tasks,) per group, NaN = missing
     best = df.index[0]
     vs, ps, probs = [], [], []
     for g in df.index:
         if g == best:
             vs.append("best"), ps.append(float("nan")), probs.append(float("nan"))
             continue
-        both = matrix[[g, best]].dropna()
-        if len(both) < 2:
+        a, b = columns[g], columns[best]
+        both = ~(np.isnan(a) | np.isnan(b))
+        if both.sum() < 2:
             vs.append("n/a"), ps.append(float("nan")), probs.append(float("nan"))
             continue
-        cmp = paired_comparison(both[g].to_numpy(), both[best].to_numpy(), higher_is_better=higher)
+        cmp = paired_comparison(a[both], b[both], higher_is_better=higher)
         tied = not cmp.p_value < TIE_ALPHA
         vs.append("tie" if tied else "worse"), ps.append(cmp.p_value), probs.append(cmp.prob_improvement)
     df["vs_best"], df["p_vs_best"], df["prob_improvement"] = vs, ps, probs
