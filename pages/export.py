@@ -3,6 +3,7 @@
 import streamlit as st
 
 from metabench.dashboard import widgets
+from metabench.results.ids import safe_file_name
 
 widgets.require_router()
 st.title("Export")
@@ -13,7 +14,7 @@ with widgets.errors_as_messages():
 if board.empty:
     widgets.nothing_matches(f)
 
-stem = f"{f.suite}-{f.metric.replace('@', '_at')}"
+stem = f"{f.suite}-{f.metric.replace('@', '_at')}"   # file names go through safe_file_name
 st.subheader("Leaderboard")
 st.caption(
     "The table of the Leaderboard page under these filters. CSV and Parquet: every column at full "
@@ -28,7 +29,7 @@ for col, (label, (ext, mime)) in zip(cols, kinds.items(), strict=True):
     fmt = {"md": "markdown", "tex": "latex"}.get(ext, ext)
     # Files are built on click (then cached), not on every rerun of this page.
     col.download_button(label, widgets.deferred_bytes("leaderboard", fmt, **widgets.filter_kwargs(f)),
-                        file_name=f"{stem}-leaderboard.{ext}", mime=mime, key=f"dl_{ext}", width="stretch")  # fmt: skip
+                        file_name=safe_file_name(f"{stem}-leaderboard", ext), mime=mime, key=f"dl_{ext}", width="stretch")  # fmt: skip
 preview = widgets.url_selectbox("Preview", ["LaTeX", "Markdown"], "preview", widget=st.radio, horizontal=True)
 st.code(widgets.export_bytes("leaderboard", "latex" if preview == "LaTeX" else "markdown",
                              **widgets.filter_kwargs(f)).decode(),
@@ -43,16 +44,17 @@ if curve_pairs:  # chosen before the buttons that use it
     names = [f"{s} · {m}" for s, m in curve_pairs]
     split, metric = curve_pairs[names.index(widgets.url_selectbox("Curve", names, "curve"))]
 cols = st.columns(4)
-cols[0].download_button("Per-task CSV", widgets.deferred_bytes("task_values", "csv", **kw), f"{stem}-tasks.csv",
+cols[0].download_button("Per-task CSV", widgets.deferred_bytes("task_values", "csv", **kw),
+                        safe_file_name(f"{stem}-tasks", "csv"),
                         "text/csv", key="dl_tasks_csv")  # fmt: skip
 cols[1].download_button("Per-task Parquet", widgets.deferred_bytes("task_values", "parquet", **kw),
-                        f"{stem}-tasks.parquet", key="dl_tasks_pq")  # fmt: skip
+                        safe_file_name(f"{stem}-tasks", "parquet"), key="dl_tasks_pq")  # fmt: skip
 if curve_pairs:
     ckw = {**kw, "metric": metric, "split": split}
     cols[2].download_button("Curve CSV", widgets.deferred_bytes("curve_summary", "csv", **ckw),
-                            f"{f.suite}-{split}-{metric}-curves.csv", "text/csv", key="dl_curves_csv")  # fmt: skip
+                            safe_file_name(f"{f.suite}-{split}-{metric}-curves", "csv"), "text/csv", key="dl_curves_csv")  # fmt: skip
     cols[3].download_button("Curve Parquet", widgets.deferred_bytes("curve_summary", "parquet", **ckw),
-                            f"{f.suite}-{split}-{metric}-curves.parquet", key="dl_curves_pq")  # fmt: skip
+                            safe_file_name(f"{f.suite}-{split}-{metric}-curves", "parquet"), key="dl_curves_pq")  # fmt: skip
 st.caption(
     f"Per task: {len(tasks)} rows, one per (entry, test task), averaged over seeds, with the task's "
     "descriptors. Curves: mean and 95% CI over seeds per meta-step (every step, unthinned)."
