@@ -162,7 +162,7 @@ def test_second_order_differs_from_first_order(suite_by_id):
 
 def test_auto_batching_measures_both_and_leaves_parameters_alone(suite_by_id):
     suite = suite_by_id("sinusoid-5shot")
-    algo = MAML(suite, MAML.preset_config("smoke", suite), "cpu", seed=0)
+    algo = MAML(suite, MAML.preset_config("smoke", suite, {"batching": "auto"}), "cpu", seed=0)
     assert algo.batching == "auto"
     batch = suite.sample("train", 4, torch.Generator().manual_seed(0), n_query=3)
     ref = MAML(suite, MAML.preset_config("smoke", suite, {"batching": "loop"}), "cpu", seed=0)

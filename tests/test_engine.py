@@ -42,8 +42,9 @@ def test_run_smoke_grid_end_to_end(tmp_path, shared_data):
     assert len(runs) == 3 and set(runs["status"]) == {"finished"}
     assert set(runs["device"]) == {"cpu"} and (runs["wall_time_s"] > 0).all() and (runs["peak_memory_mb"] > 50).all()
     cfg = json.loads(runs.loc[runs["algorithm"] == "maml"].iloc[0]["config"])
-    assert cfg["algorithm"]["batching"] == "auto" and cfg["batching"] in ("loop", "vmap")
-    assert set(cfg["batching_timings_s"]) == {"loop", "vmap"}  # 'auto' measured both
+    # smoke pins the batching (bit-reproducible rows); quick/paper measure both ('auto')
+    assert cfg["algorithm"]["batching"] == "loop" and cfg["batching"] == "loop"
+    assert not cfg["batching_timings_s"]
     maml_og = runs[(runs.algorithm == "maml") & (runs.suite == "omniglot-5w1s")].iloc[0]
     assert bool(maml_og["transductive"]) and maml_og["query_batch"] == "n_way (one per class)"
     tasks = read_all(res, "tasks")
