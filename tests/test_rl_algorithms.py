@@ -1,5 +1,6 @@
 """Meta-RL learners (rl2, maml-rl, mql): conformance and a smoke cell on the suites they fit, and
-oracles for their pure pieces (PPO loss, linear feature baseline, conjugate gradient, double DQN)."""
+oracles for their pure pieces (PPO loss, linear feature baseline, conjugate gradient, double DQN,
+TD3's target and delayed actor updates)."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline, baseline_features
-from metabench.algorithms.mql import double_dqn_target
+from metabench.algorithms.mql import double_dqn_target, td3_target
 from metabench.algorithms.rl2 import ppo_clip_loss
 from metabench.checks import check_algorithm
 from metabench.engine.cell import CellRunner
@@ -34,8 +35,9 @@ def suite(sid: str):
 
 def test_the_learners_are_registered():
     assert {"rl2", "maml-rl", "mql"} <= set(LEARNERS)
-    ok, why = ALGORITHMS.get("mql").fits(make_suite("navigation2d"))
-    assert not ok and "discrete actions only" in why
+    for sid in SMALLEST:   # mql: double DQN on the discrete suites, TD3 on navigation
+        assert ALGORITHMS.get("mql").fits(make_suite(sid)) == (True, "")
+    assert ("mql", "navigation2d") in PAIRS
 
 
 @pytest.mark.parametrize("algorithm, sid", PAIRS)
@@ -110,6 +112,48 @@ def test_double_dqn_target_by_hand():
     q_target = torch.tensor([[9.0, 0.0, 1.5], [2.0, 7.0, 0.0]])
     y = double_dqn_target(torch.tensor([1.0, 0.5]), torch.tensor([False, True]), q_online, q_target, 0.9)
     assert torch.allclose(y, torch.tensor([1.0 + 0.9 * 1.5, 0.5]))
+
+
+def test_td3_target_by_hand():
+    # Two transitions, 1-D actions in [-1, 1], target actor mu' = 0.9 and 0.2, gamma 0.5, clip c 0.5.
+    # Smoothing noise 0.8 is clipped to 0.5: 0.9 + 0.5 = 1.4 -> clipped to the box, a' = 1.0;
+    # noise -0.1 is kept: a' = 0.1.  Target critics Q'_1(a) = 10 a, Q'_2(a) = 4 + a:
+    # transition 0: min(10, 5) = 5 (Q'_2 wins); transition 1: min(1, 4.1) = 1 (Q'_1 wins), but it is
+    # terminal, so its target is the reward alone.
+    reward, terminal = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])
+    mu_next, noise = torch.tensor([[0.9], [0.2]]), torch.tensor([[0.8], [-0.1]])
+    seen = []
+
+    def q_next(a):
+        seen.append(a.clone())
+        return 10 * a.squeeze(-1), 4 + a.squeeze(-1)
+
+    y = td3_target(reward, terminal, mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
+    assert torch.allclose(seen[0], torch.tensor([[1.0], [0.1]]))
+    assert torch.allclose(y, torch.tensor([1.0 + 0.5 * 5.0, -2.0]))
+    # not terminal: the min of the twins (Q'_1 = 1.0 at a' = 0.1) is bootstrapped
+    y2 = td3_target(reward, torch.zeros(2), mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
+    assert torch.allclose(y2, torch.tensor([1.0 + 0.5 * 5.0, -2.0 + 0.5 * 1.0]))
+
+
+def test_mql_td3_updates_the_actor_and_targets_every_policy_delay_critic_updates():
+    s = suite("navigation2d")
+    cls = ALGORITHMS.get("mql")
+    algo = cls(s, cls.preset_config("smoke", s, {"policy_delay": 3, "updates_per_step": 1}), "cpu", 0)
+    tasks = s.sample("train", algo.train_request().n_tasks, torch.Generator().manual_seed(0))
+
+    def snap(net):
+        return [p.detach().clone() for p in net.parameters()]
+
+    moved = []
+    for step in range(1, 7):
+        critic, actor, actor_t, critic_t = snap(algo.critic), snap(algo.actor), snap(algo.actor_target), snap(algo.critic_target)
+        out = algo.meta_train_step(tasks)
+        changed = lambda before, net: any(not torch.equal(b, p) for b, p in zip(before, net.parameters()))  # noqa: E731
+        assert changed(critic, algo.critic), f"the critic must move at every update (step {step})"
+        moved.append((changed(actor, algo.actor), changed(actor_t, algo.actor_target), changed(critic_t, algo.critic_target)))
+        assert out["actor_updates"] == step // 3 and ("actor_loss" in out) == (step % 3 == 0)
+    assert moved == [(False, False, False), (False, False, False), (True, True, True)] * 2
 
 
 def test_maml_rl_reports_return_before_and_after_each_adaptation_step():
