@@ -153,6 +153,24 @@ def test_problem_check_is_cached_until_the_file_changes(good, tmp_path, monkeypa
     assert calls == [path]
 
 
+def test_dashboard_refresh_never_loads_a_file_that_fails_its_check(good, tmp_path):
+    """The dashboard's ResultsDB walks only on refresh(); that walk must leave out bad files too,
+    including one DuckDB would read without complaint (valid Parquet, wrong whole-file sha256)."""
+    root = _copy(good, tmp_path / "results")
+    db = ResultsDB(root, auto_refresh=False)
+    db.refresh()
+    assert db.problems() == [] and len(db.tasks("omniglot-5w1s", "accuracy"))
+    path = root / "omniglot-5w1s-v2-maml-s0" / "tasks.parquet"  # a run the query below reads
+    forged = read_table(path, "tasks").assign(value=123.0)
+    arrow = to_arrow(forged, "tasks")
+    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                                  b"metabench.sha256": b"0" * 64}), path)
+    assert pq.read_table(path).num_rows == len(forged)  # readable: only the checksum says it is bad
+    db.refresh()
+    assert [p.path for p in db.problems()] == [path]
+    assert not (db.tasks("omniglot-5w1s", "accuracy")["value"] == 123.0).any()
+
+
 def _legacy_runs(path: Path, drop: str | None = None, **changes) -> None:
     """A runs.parquet as an older metabench wrote it: plain pyarrow, no whole-file checksum."""
     row = read_table(_one(Path(path).parents[1], "runs"), "runs").iloc[:1]

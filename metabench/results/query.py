@@ -271,17 +271,22 @@ def _walk(results_dir: Path) -> dict[str, dict[str, tuple[int, int]]]:
     return found
 
 
-def _good_files(listing: dict[str, dict[str, tuple[int, int]]]) -> dict[str, dict[str, tuple[int, int]]]:
-    """``listing`` without the files every query leaves out (corrupt, or from an incompatible
-    version; see ``metabench.results.verify``). Each check is cached until the file changes."""
+def _split_good(listing: dict[str, dict[str, tuple[int, int]]]
+                ) -> tuple[dict[str, dict[str, tuple[int, int]]], list[Problem]]:
+    """(``listing`` without the files every query leaves out, the problems of those files):
+    corrupt, or from an incompatible version (see ``metabench.results.verify``). Each check is
+    cached until the file changes."""
     good: dict[str, dict[str, tuple[int, int]]] = {}
+    bad: list[Problem] = []
     for table, files in listing.items():
         good[table] = {}
         for path, stamp in files.items():
             problem = check_results_file_cached(Path(path), table)
             if problem is None or problem.severity != "bad":
                 good[table][path] = stamp
-    return good
+            else:
+                bad.append(problem)
+    return good, bad
 
 
 def _stamp(listing: dict[str, dict[str, tuple[int, int]]]) -> tuple[int, int, int]:
@@ -311,7 +316,8 @@ class ResultsDB:
         self._local = threading.local()
         self._walk_lock = threading.Lock()
         self._table_locks = {table: threading.Lock() for table in GLOBS}
-        self._listing: dict[str, dict[str, tuple[int, int]]] | None = None  # the last walk
+        self._listing: dict[str, dict[str, tuple[int, int]]] | None = None  # good files of the last walk
+        self._problems: list[Problem] = []  # bad files of the last walk
         self._loaded: dict[str, dict[str, tuple[int, int]]] = {}  # table -> files in memory
         self._versions = {table: 0 for table in GLOBS}  # bumped whenever a table's rows change
         self._memos: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
@@ -320,7 +326,8 @@ class ResultsDB:
         """Walk the folder once, bring the tables already in memory up to date with it, and
         return its ``fingerprint``."""
         with self._walk_lock:
-            listing = self._listing = _walk(self.results_dir)
+            found = self._scan()
+            listing = self._listing
         for table in list(self._loaded):
             # A table another thread is loading (the background preload) is skipped rather than
             # waited for: the next query of that table syncs it with this listing first.
@@ -330,7 +337,7 @@ class ResultsDB:
                     self._sync(table, listing)
                 finally:
                     lock.release()
-        return _stamp(listing)
+        return _stamp(found)
 
     def preload(self, tables: tuple[str, ...] = ("runs", "tasks", "curves")) -> threading.Thread:
         """Load ``tables`` into memory in a background thread (the dashboard starts one when it
@@ -582,8 +589,10 @@ class ResultsDB:
         A file is checked once (full read, checksums, schema; see ``metabench.results.verify``)
         and remembered until its size or mtime changes, so this is cheap on every rerun.
         """
-        return [problem for table in GLOBS for _, problem in self._files(table) if problem is not None
-                and problem.severity == "bad"]
+        with self._walk_lock:
+            if self._listing is None or self.auto_refresh:
+                self._scan()
+            return list(self._problems)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id`` (ConfigError for an id that is not a plain folder name)."""
@@ -591,9 +600,13 @@ class ResultsDB:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _files(self, table: str) -> list[tuple[Path, Problem | None]]:
-        return [(path, check_results_file_cached(path, table))
-                for path in sorted(self.results_dir.glob(GLOBS[table]))]
+    def _scan(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Walk the folder once: keep its good files as the listing every query loads from and its
+        bad ones as ``problems``; return the whole walk (for the fingerprint). The caller holds
+        the walk lock."""
+        found = _walk(self.results_dir)
+        self._listing, self._problems = _split_good(found)
+        return found
 
     def _params(self, *tables: str, **params: Any) -> dict[str, Any] | None:
         """Make sure ``tables`` are in memory and current; None when some table has no file yet
@@ -602,7 +615,7 @@ class ResultsDB:
         for attempt in (0, 1):
             with self._walk_lock:
                 if self._listing is None or self.auto_refresh:
-                    self._listing = _good_files(_walk(self.results_dir))
+                    self._scan()
                 listing = self._listing
             try:
                 for table in tables:
