@@ -132,3 +132,14 @@ def embed_episodes(embed, batch: TaskBatch, chunk: int = 8) -> torch.Tensor:
     x = torch.cat([batch.support_x, batch.query_x], 1)          # (T, n_s + n_q, C, H, W)
     z = torch.cat([embed(x[lo:lo + chunk].flatten(0, 1)) for lo in range(0, T, chunk)])
     return z.view(T, n, -1)
+
+
+def states_of(**parts: Any) -> dict[str, Any]:
+    """``{name: part.state_dict()}`` for modules, optimisers and schedulers (see ``load_states``)."""
+    return {name: part.state_dict() for name, part in parts.items()}
+
+
+def load_states(state: dict[str, Any], **parts: Any) -> None:
+    """The inverse of ``states_of``: ``part.load_state_dict(state[name])`` for each part."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])

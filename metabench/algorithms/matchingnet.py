@@ -42,7 +42,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, embed_episodes, seeded_init
+from metabench.algorithms.base import (Algorithm, TrainRequest, embed_episodes, load_states, seeded_init,
+                                      states_of)
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -194,9 +195,7 @@ class MatchingNet(Algorithm):
         return {"accuracy": acc, "loss": loss}
 
     def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+        return states_of(model=self.model, opt=self.opt, sched=self.sched)
 
     def load_state_dict(self, state) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
+        load_states(state, model=self.model, opt=self.opt, sched=self.sched)
