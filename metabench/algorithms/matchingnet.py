@@ -127,7 +127,8 @@ class MatchingNet(Algorithm):
     }
     LOOPS = {
         "paper": {"classification": dict(meta_steps=20_000, eval_every=1000)},
-        "quick": {"classification": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200)},
+        # 5,000 steps (~11 min on 2 cores): the metric learners converge fast (ProtoNets: 96.5% at 1,000)
+        "quick": {"classification": dict(meta_steps=5_000, eval_every=500, n_val_tasks=200)},
     }
 
     def __init__(self, suite, config: Config, device, seed: int):

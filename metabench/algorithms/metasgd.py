@@ -62,7 +62,8 @@ class MetaSGD(MAML):
     PRESETS = _one_step(MAML.PRESETS)
     LOOPS = {
         "paper": MAML.LOOPS["paper"],
-        "quick": {"classification": dict(meta_steps=4_000, eval_every=500, n_val_tasks=200),
+        # 3,000 steps (~15 min on 2 cores): MAML's quick run was at 95.5% by step 3,000
+        "quick": {"classification": dict(meta_steps=3_000, eval_every=500, n_val_tasks=200),
                   "regression": dict(meta_steps=12_000, eval_every=1000, n_val_tasks=200)},
     }
 
