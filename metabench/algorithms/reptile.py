@@ -40,7 +40,7 @@ Differences from the paper
       1-40-40-1 ReLU MLP.  The authors' blog demo (plain SGD, step 0.02, outer step 0.1, a tanh
       net) did not learn with the ReLU MLP in 3,000 meta-iterations here (test MSE 3.07 after 10
       steps vs 3.15 before), the Adam setting did (1.31).
-    * The `quick` preset is the paper's setting with 10 times fewer meta-iterations (10,000).
+    * The `quick` preset is the paper's setting with 20 times fewer meta-iterations (5,000).
 """
 from __future__ import annotations
 
@@ -149,7 +149,9 @@ class Reptile(Algorithm):
         "paper": {"classification": dict(meta_steps=100_000, eval_every=2000),
                   "omniglot-20w1s": dict(meta_steps=200_000), "omniglot-20w5s": dict(meta_steps=200_000),
                   "regression": dict(meta_steps=30_000, eval_every=1000)},
-        "quick": {"classification": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200),
+        # quick 5,000 steps (~15 min on 2 cores): a 2-core run had validation accuracy 84.2% at step
+        # 1,000 and 86.2% at 2,000; 10,000 steps took ~30 min
+        "quick": {"classification": dict(meta_steps=5_000, eval_every=1000, n_val_tasks=200),
                   "regression": dict(meta_steps=10_000, eval_every=1000, n_val_tasks=200)},
     }
 
