@@ -118,6 +118,23 @@ def test_cancel_then_resume_completes_without_duplicates(tmp_path, reference):
 
 
 @pytest.mark.slow
+def test_cancel_with_cells_still_queued_ends_the_job(tmp_path):
+    """One worker: the second cell is still queued when the cancel comes. The job process must end
+    (it once kept polling its queue forever, shown `cancelling`), leaving that cell pending."""
+    res = tmp_path / "results"
+    job_id = long_job(res, workers=1)
+    metabench("jobs", "resume", job_id, "--detach", "--results-dir", str(res))
+    wait_for(lambda: max(steps(res, job_id) or [0]) >= 3, what="the first cell stepping")
+    metabench("jobs", "cancel", job_id, "--results-dir", str(res))
+    wait_for(lambda: jobstore.read_status(res / "jobs" / job_id)["state"] == "cancelled", timeout=60,
+             what="the job to end as cancelled")
+    cells = jobstore.read_status(res / "jobs" / job_id)["cells"]
+    assert sorted(c["state"] for c in cells.values()) == ["cancelled", "pending"], cells
+    metabench("jobs", "resume", job_id, "--results-dir", str(res), "--quiet")
+    assert set(read_all(res, "runs")["status"]) == {"finished"}
+
+
+@pytest.mark.slow
 def test_kill_9_job_is_detected_dead_then_resumes(tmp_path, reference):
     res = tmp_path / "results"
     job_id = long_job(res)

@@ -267,6 +267,8 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
         last_write = 0.0
         while queue or executor.running:
             cancel = (jdir / "cancel").exists()
+            if cancel and not executor.running:
+                break   # the queued cells stay pending; `jobs resume` runs them
             now = time.time()
             while queue and not cancel and executor.has_room():
                 not_before, cell = queue[0]
