@@ -40,6 +40,9 @@ Differences from the paper
       environment steps (the paper's batch was ~250 000 steps per iteration, the quick preset's
       12 800, for 1000 iterations).
     * Value normalisation and entropy annealing are ours (standard PPO practice).
+    * The `quick` preset for discrete actions is undiscounted with GAE lambda 0.9 (the paper:
+      0.99 and 0.3): with far fewer samples than the paper, the short bootstrapped advantages
+      let the policy settle on exploiting the first good arm (see the preset's comment).
     * The input also holds the fraction of the trial played so far (the paper's did not): how
       much to explore depends on the pulls left (Gittins and UCB use it too), and without it the
       GRU must learn to count, which slowed learning a lot in our runs.
@@ -178,8 +181,12 @@ class RL2(Algorithm):
         },
         "quick": {
             # measured on the 2-core machine (README): 64 units and 128 trials per step keep a
-            # meta-step around a second; more units learned no faster per second of CPU
-            "rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=4, lr=1e-3, gae_lambda=0.3,
+            # meta-step around a second; more units learned no faster per second of CPU.
+            # Undiscounted, lambda 0.9: with the paper's 0.99 / 0.3 the policy settled after ~200
+            # steps on trying ~2 of the 5 arms (71.6 on bandit-k5-n100, below greedy); the value of
+            # trying an arm arrives tens of pulls later, which short bootstrapped advantages missed.
+            # With 1.0 / 0.9 a 1,000-step run reached 78.0 on 200 test tasks (ucb1: 77.5).
+            "rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=4, lr=1e-3, gamma=1.0, gae_lambda=0.9,
                                 ppo_epochs=4, n_minibatches=2, entropy_coef=0.01, entropy_final=0.0,
                                 anneal_steps=1000),
             "rl-continuous": dict(hidden=128, meta_batch_size=32, n_envs_per_task=4, lr=1e-3, entropy_coef=0.0,
