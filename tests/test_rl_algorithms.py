@@ -163,3 +163,21 @@ def test_maml_rl_reports_return_before_and_after_each_adaptation_step():
     out = algo.evaluate(next(s.fixed_tasks("test", 2, batch_size=2)))
     assert [f"return@{k}" for k in range(4)] == [k for k in out if k.startswith("return@")]
     assert all(bool((out[f"return@{k}"] < 0).all()) for k in range(4))
+
+
+def test_mql_dueling_head_combines_value_and_centred_advantages():
+    from metabench.algorithms.mql import ContextQNet
+
+    net = ContextQNet(obs_dim=1, n_actions=3, hidden=4, dueling=True)
+    last = net.q[-1]
+    with torch.no_grad():   # the head outputs (A_0, A_1, A_2, V) = (1, 2, 6, 10) whatever its input
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 2.0, 6.0, 10.0]))
+    q, _ = net(torch.zeros(2, 5, 1 + 3 + 3))
+    assert q.shape == (2, 5, 3)
+    assert torch.allclose(q[0, 0], torch.tensor([10 + 1 - 3.0, 10 + 2 - 3.0, 10 + 6 - 3.0]))
+    s = suite("bandit-k5-n10")
+    cls = ALGORITHMS.get("mql")
+    algo = cls(s, cls.preset_config("smoke", s, {"dueling": True}), "cpu", 0)
+    out = algo.meta_train_step(s.sample("train", algo.train_request().n_tasks, torch.Generator().manual_seed(0)))
+    assert out["loss"] > 0 and algo.net.dueling and algo.target.dueling

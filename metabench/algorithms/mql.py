@@ -35,7 +35,9 @@ Implementation details
       first `random_steps` meta-steps (TD3's start_timesteps).
     * Transitions are credited over the whole trial (the trial is the unit of return, as for
       RL²): the target bootstraps across episode boundaries and stops at the trial end.
-    * Discrete: Huber loss, gradient-norm clip, target network tau = `tau` per update.
+    * Discrete: Huber loss, gradient-norm clip, target network tau = `tau` per update;
+      optionally (`dueling`) a dueling head, Q = V + A - mean_a A (Wang et al. 2016, arXiv
+      1511.06581), which MQL does not use.
       Continuous: squared error for both critics (as TD3), gradient-norm clip on critic and
       actor, Adam with step size `lr` for both, actions in units of the action bound (the
       actor's tanh output times the bound is what the environment receives; the suites' boxes
@@ -118,6 +120,9 @@ class Config:
     """Continuous: meta-steps at the start whose trials are played with uniform random actions."""
     eval_noise: float = 0.0
     """Continuous: std of the exploration noise of the evaluation policy (0 = deterministic)."""
+    dueling: bool = False
+    """Discrete: dueling head, Q = V + A - mean_a A (Wang et al. 2016), so the small differences
+    between actions are learned apart from the large, nearly action-independent value."""
 
     def validate(self) -> None:
         for name in ("hidden", "meta_batch_size", "n_envs_per_task", "buffer_trials", "batch_trials",
@@ -201,11 +206,13 @@ class Actor(nn.Module):
 class ContextQNet(nn.Module):
     """GRU context over (obs, prev action, prev reward, prev done, progress) -> z_t; Q(s_t, z_t, .)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int, dueling: bool = False):
         super().__init__()
-        self.n_actions = n_actions
+        self.n_actions, self.dueling = n_actions, dueling
         self.gru = nn.GRU(obs_dim + n_actions + 3, hidden)
-        self.q = nn.Sequential(nn.Linear(hidden + obs_dim + 1, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
+        # dueling: one extra output, the state value V; the other n_actions are advantages
+        self.q = nn.Sequential(nn.Linear(hidden + obs_dim + 1, hidden), nn.ReLU(),
+                               nn.Linear(hidden, n_actions + int(dueling)))
 
     def inputs(self, obs, prev_action, prev_reward, prev_done, progress: torch.Tensor) -> torch.Tensor:
         a = F.one_hot(prev_action.clamp_min(0), self.n_actions).to(obs.dtype)
@@ -218,7 +225,11 @@ class ContextQNet(nn.Module):
         obs_dim and the last input columns."""
         z, h = self.gru(x, h)
         obs_dim = x.shape[-1] - self.n_actions - 3
-        return self.q(torch.cat([z, x[..., :obs_dim], x[..., -1:]], -1)), h
+        out = self.q(torch.cat([z, x[..., :obs_dim], x[..., -1:]], -1))
+        if self.dueling:
+            adv, value = out[..., :-1], out[..., -1:]
+            out = value + adv - adv.mean(-1, keepdim=True)
+        return out, h
 
 
 class MQL(Algorithm):
@@ -261,8 +272,9 @@ class MQL(Algorithm):
             return
         self.n_actions, self.obs_dim = probe.action_space.n, probe.obs_dim
         self.trial_length = probe.trial_length
-        self.net = seeded_init(seed, lambda: ContextQNet(self.obs_dim, self.n_actions, config.hidden)).to(self.device)
-        self.target = seeded_init(seed, lambda: ContextQNet(self.obs_dim, self.n_actions, config.hidden)).to(self.device)
+        build = lambda: ContextQNet(self.obs_dim, self.n_actions, config.hidden, config.dueling)   # noqa: E731
+        self.net = seeded_init(seed, build).to(self.device)
+        self.target = seeded_init(seed, build).to(self.device)
         self.target.load_state_dict(self.net.state_dict())
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 3)
