@@ -86,6 +86,10 @@ def test_matching_attention_by_hand():
     p = class_probabilities(a, ys, 2)
     assert torch.allclose(p[:, 0], a[:, 0]) and torch.allclose(p[:, 1], a[:, 1] + a[:, 2])
     assert torch.allclose(p.sum(1), torch.ones(2))
+    scaled = attention(zq, zs, scale=10.0)   # softmax(10 cos): the same cosines, sharpened
+    for row, cos in zip(scaled, ([1.0, 0.0, c], [0.0, -1.0, -c])):
+        e = torch.exp(10 * torch.tensor(cos))
+        assert torch.allclose(row, e / e.sum())
 
 
 # --- Meta Networks: layer augmentation and gradient preprocessing -------------------------------

@@ -32,7 +32,11 @@ Differences from the paper
       gives the published Omniglot model.
     * The paper does not state the optimiser, episode counts or training way for Omniglot; the
       `paper` preset uses Adam 1e-3, 20,000 episodes of the test way with 5 queries per class.
-    * The `quick` preset trains 20-way (more classes per episode, as for ProtoNets) without FCE.
+    * The `quick` preset trains 20-way (more classes per episode, as for ProtoNets) without FCE,
+      and multiplies the cosines by 10 before the softmax (`cosine_scale`; the paper: 1). The
+      Conv-4 features are non-negative, so their cosines lie in [0, 1] and the paper's softmax
+      over them is nearly flat (at best e / (e + 19) = 0.13 for the right one of 20 1-shot
+      classes); in our runs that plateaued at ~86% on Omniglot 5-way 1-shot.
 """
 from __future__ import annotations
 
@@ -66,20 +70,23 @@ class Config:
     """Full-context embeddings: bidirectional LSTM over the support set, attention LSTM for queries."""
     fce_steps: int = 5
     """K: read steps of the attention LSTM (FCE only)."""
+    cosine_scale: float = 1.0
+    """The attention is softmax(cosine_scale * cos); 1 is the paper's. Cosines of the non-negative
+    Conv-4 features lie in [0, 1], so at 1 the softmax stays nearly flat (see `quick`)."""
 
     def validate(self) -> None:
         if self.train_way is not None and self.train_way < 2:
             raise ConfigError(f"train_way must be at least 2, got {self.train_way}")
         if min(self.n_query, self.hidden, self.lr_halve_every, self.fce_steps) < 1:
             raise ConfigError("n_query, hidden, lr_halve_every and fce_steps must be at least 1")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.lr <= 0 or self.cosine_scale <= 0:
+            raise ConfigError(f"lr and cosine_scale must be positive, got {self.lr}, {self.cosine_scale}")
 
 
-def attention(z_query: torch.Tensor, z_support: torch.Tensor) -> torch.Tensor:
-    """a(x, x_i) = softmax_i cos(f(x), g(x_i)): (Q, D), (S, D) -> (Q, S)."""
+def attention(z_query: torch.Tensor, z_support: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """a(x, x_i) = softmax_i (scale * cos(f(x), g(x_i))): (Q, D), (S, D) -> (Q, S)."""
     sim = F.normalize(z_query, dim=-1, eps=1e-8) @ F.normalize(z_support, dim=-1, eps=1e-8).T
-    return sim.softmax(-1)
+    return (scale * sim).softmax(-1)
 
 
 def class_probabilities(attn: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -122,7 +129,10 @@ class MatchingNet(Algorithm):
     Config = Config
     PRESETS = {
         "paper": {"classification": dict(n_query=5, lr=1e-3, lr_halve_every=2000, fce=True, fce_steps=5)},
-        "quick": {"classification": dict(n_query=5, lr=1e-3, lr_halve_every=2000, train_way=20, fce=False)},
+        # cosine_scale 10: with the paper's plain softmax over cosines a 5,000-step run plateaued at
+        # ~86% validation accuracy (85% at step 2,000); scaled by 10 it was at 94% by step 500
+        "quick": {"classification": dict(n_query=5, lr=1e-3, lr_halve_every=2000, train_way=20, fce=False,
+                                         cosine_scale=10.0)},
         "smoke": {"classification": dict(n_query=2, hidden=8, fce=True, fce_steps=2)},
     }
     LOOPS = {
@@ -158,7 +168,7 @@ class MatchingNet(Algorithm):
         if self.config.fce:
             zs = self.model["fce"].embed_support(zs)
             zq = self.model["fce"].embed_query(zq, zs)
-        return class_probabilities(attention(zq, zs), ys, n_way)   # (Q, n_way)
+        return class_probabilities(attention(zq, zs, self.config.cosine_scale), ys, n_way)   # (Q, n_way)
 
     @staticmethod
     def _score(probs, y):
