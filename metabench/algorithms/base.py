@@ -121,6 +121,25 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch
     return loss, acc
 
 
+def train_on_episodes(model, opt, sched, batch: TaskBatch, episode) -> dict[str, float]:
+    """One optimiser step of an episodic learner: `episode(t)` -> (loss, accuracy) of task t.
+
+    The mean loss over the batch's tasks is back-propagated one task at a time (one task's graph
+    in memory at once), then `opt` and `sched` step. Returns the mean loss and accuracy.
+    """
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    total_loss = total_acc = 0.0
+    for t in range(batch.n_tasks):
+        loss, acc = episode(t)
+        (loss / batch.n_tasks).backward()
+        total_loss += loss.item()
+        total_acc += float(acc)
+    opt.step()
+    sched.step()
+    return {"loss": total_loss / batch.n_tasks, "accuracy": total_acc / batch.n_tasks}
+
+
 def embed_episodes(embed, batch: TaskBatch, chunk: int = 8) -> torch.Tensor:
     """Embed every support and query image of a batch: (T, n_s + n_q, D).
 

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from metabench.algorithms.base import (Algorithm, TrainRequest, embed_episodes, load_states, seeded_init,
-                                      states_of)
+                                      states_of, train_on_episodes)
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -176,20 +176,12 @@ class MatchingNet(Algorithm):
         return loss, (probs.argmax(-1) == y).float().mean()
 
     def meta_train_step(self, batch) -> dict[str, float]:
-        self.model.train()
-        self.opt.zero_grad(set_to_none=True)
-        total_loss = total_acc = 0.0
-        for t in range(batch.n_tasks):
+        def episode(t):
             xs, xq = batch.support_x[t], batch.query_x[t]
             z = self.model["conv"](torch.cat([xs, xq]))            # (S + Q, D)
             probs = self._probs(z[: len(xs)], batch.support_y[t], z[len(xs):], batch.n_way)
-            loss, acc = self._score(probs, batch.query_y[t])
-            (loss / batch.n_tasks).backward()
-            total_loss += loss.item()
-            total_acc += acc.item()
-        self.opt.step()
-        self.sched.step()
-        return {"loss": total_loss / batch.n_tasks, "accuracy": total_acc / batch.n_tasks}
+            return self._score(probs, batch.query_y[t])
+        return train_on_episodes(self.model, self.opt, self.sched, batch, episode)
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:

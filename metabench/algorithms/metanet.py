@@ -60,7 +60,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import Algorithm, TrainRequest, load_states, seeded_init, states_of
+from metabench.algorithms.base import (Algorithm, TrainRequest, classification_metrics, load_states, seeded_init,
+                                      states_of, train_on_episodes)
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -256,18 +257,10 @@ class MetaNet(Algorithm):
         return self._task_logits(zb[:S], zu[:S], ys, zb[S:], zu[S:])
 
     def meta_train_step(self, batch) -> dict[str, float]:
-        self.model.train()
-        self.opt.zero_grad(set_to_none=True)
-        total_loss = total_acc = 0.0
-        for t in range(batch.n_tasks):
+        def episode(t):
             logits = self._episode(batch.support_x[t], batch.support_y[t], batch.query_x[t])
-            loss = F.cross_entropy(logits, batch.query_y[t])
-            (loss / batch.n_tasks).backward()
-            total_loss += loss.item()
-            total_acc += (logits.argmax(-1) == batch.query_y[t]).float().mean().item()
-        self.opt.step()
-        self.sched.step()
-        return {"loss": total_loss / batch.n_tasks, "accuracy": total_acc / batch.n_tasks}
+            return classification_metrics(logits, batch.query_y[t])
+        return train_on_episodes(self.model, self.opt, self.sched, batch, episode)
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
@@ -282,8 +275,7 @@ class MetaNet(Algorithm):
         acc, loss = torch.zeros(T), torch.zeros(T)
         for t in range(T):
             logits = self._task_logits(zb[t, :n_s], zu[t, :n_s], batch.support_y[t], zb[t, n_s:], zu[t, n_s:])
-            loss[t] = F.cross_entropy(logits, batch.query_y[t])
-            acc[t] = (logits.argmax(-1) == batch.query_y[t]).float().mean()
+            loss[t], acc[t] = classification_metrics(logits, batch.query_y[t])
         self.model.train(was_training)
         return {"accuracy": acc, "loss": loss}
 

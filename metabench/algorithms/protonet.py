@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from metabench.algorithms.base import (Algorithm, TrainRequest, classification_metrics, embed_episodes,
-                                      load_states, seeded_init, states_of)
+                                      load_states, seeded_init, states_of, train_on_episodes)
 from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
@@ -113,18 +113,10 @@ class ProtoNet(Algorithm):
         return logits_from(zq, prototypes(zs, ys, n_way))
 
     def meta_train_step(self, batch) -> dict[str, float]:
-        self.model.train()
-        self.opt.zero_grad(set_to_none=True)
-        total_loss = total_acc = 0.0
-        for t in range(batch.n_tasks):
+        def episode(t):
             logits = self._episode_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.n_way)
-            loss, acc = classification_metrics(logits, batch.query_y[t])
-            (loss / batch.n_tasks).backward()
-            total_loss += loss.item()
-            total_acc += acc.item()
-        self.opt.step()
-        self.sched.step()
-        return {"loss": total_loss / batch.n_tasks, "accuracy": total_acc / batch.n_tasks}
+            return classification_metrics(logits, batch.query_y[t])
+        return train_on_episodes(self.model, self.opt, self.sched, batch, episode)
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
