@@ -247,7 +247,7 @@ class MQL(Algorithm):
         # tasks; a dueling head did not help: 70.3 at step 750).  16 gradient steps per meta-step
         # (was 4): on the first 200 validation tasks of bandit-k5-n100, 4 updates gave 66.3, 69.7,
         # 73.3, 74.1 at steps 250-1000 and 16 gave 76.5, 76.2, 77.2, 77.4 (greedy 75.6, ucb1 78.1
-        # on the same tasks); 4-step targets with discount 0.95 were worse (66.6 at step 750)
+        # on the same tasks); 4-step targets with discount 0.95 (4 updates) were worse (66.6 at step 750)
         "quick": {"rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=2, buffer_trials=4096,
                                       batch_trials=64, updates_per_step=16, eps_steps=100, gamma=0.9),
                   # not tuned yet: 146 meta-steps (4.5 min, 2 shared cores) on navigation2d reached

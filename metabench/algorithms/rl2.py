@@ -203,9 +203,9 @@ class RL2(Algorithm):
             # episode-progress input 0.550, entropy bonus 0.05 0.553, 256 trials per step 0.561
             # (twice the time per step), GAE lambda 0.98 0.547, lr 3e-3 0.528 at step 1,000;
             # lambda 1.0 was still at random (0.470) at step 1,000; 128 units 0.527 and 256
-            # units 0.531 at step 750 (baseline 0.534 at 1,000). The policy tries only ~2.6 of
-            # the 5 actions in state 0 over the 10 episodes: it under-explores, as the bandit
-            # policy did before the undiscounted preset.
+            # units 0.531 at step 750 (baseline 0.534 at 1,000). The policies of the 256-trial and
+            # lambda-0.98 runs try only 2.7 and 2.6 of the 5 actions in state 0 over the 10
+            # episodes: they under-explore, as the bandit policy did before the undiscounted preset.
             **{sid: dict(anneal_steps=3000) for sid in _MDP_SUITES},
         },
         "smoke": {
