@@ -3,6 +3,8 @@ oracles for their pure pieces (PPO loss, linear feature baseline, conjugate grad
 TD3's target and delayed actor updates)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline
 from metabench.algorithms.mql import double_dqn_target, td3_target
 from metabench.algorithms.rl2 import ppo_clip_loss
 from metabench.checks import check_algorithm
+from metabench.errors import ConfigError
 from metabench.engine.cell import CellRunner
 from metabench.results.writer import read_table
 from metabench.spec import Cell
@@ -78,6 +81,44 @@ def test_ppo_clipped_loss_by_hand():
     old = torch.zeros(4)
     loss = ppo_clip_loss(ratio.log(), old, adv, 0.2)
     assert loss.item() == pytest.approx(-(1.2 + 0.5 - 1.1 - 0.8) / 4, abs=1e-6)
+
+
+def _rl2(sid, **overrides):
+    cls = ALGORITHMS.get("rl2")
+    return cls(suite(sid), cls.Config(hidden=16, meta_batch_size=2, n_envs_per_task=2, ppo_epochs=1,
+                                      n_minibatches=1, **overrides), torch.device("cpu"), 0)
+
+
+def test_rl2_count_bonus_counts_state_action_visits_within_the_trial():
+    algo = _rl2("tabular-mdp-n10", count_bonus=1.0)
+    # one trial of 5 steps: states 0, 0, 3, 0, 0 (one-hot at the front of the input), actions 1, 1, 1, 2, 1
+    x = torch.zeros(5, 1, 10 + 5 + 3)
+    x[torch.arange(5), 0, torch.tensor([0, 0, 3, 0, 0])] = 1
+    act = torch.tensor([1, 1, 1, 2, 1]).unsqueeze(-1)
+    expected = torch.tensor([1, 2 ** -0.5, 1, 1, 3 ** -0.5])   # (0,1) visited 1, 2, then 3 times
+    assert torch.allclose(algo._visit_bonus(x, act).squeeze(-1), expected)
+    bandit = _rl2("bandit-k5-n10", count_bonus=1.0)          # a bandit has one state: counts per arm
+    xb = torch.zeros(4, 1, 1 + 5 + 3)
+    assert torch.allclose(bandit._visit_bonus(xb, torch.tensor([[0], [0], [4], [0]])).squeeze(-1),
+                          torch.tensor([1, 2 ** -0.5, 1, 3 ** -0.5]))
+
+
+def test_rl2_count_bonus_shapes_training_only_and_needs_discrete_states():
+    gen = lambda: torch.Generator().manual_seed(3)
+    plain, bonus = _rl2("tabular-mdp-n10"), _rl2("tabular-mdp-n10", count_bonus=1.0, count_bonus_steps=10)
+    s_plain = plain.meta_train_step(suite("tabular-mdp-n10").sample("train", 2, gen()))
+    s_bonus = bonus.meta_train_step(suite("tabular-mdp-n10").sample("train", 2, gen()))
+    assert s_plain["trial_return"] == s_bonus["trial_return"]     # same rollout, true reward reported
+    assert not torch.equal(plain.policy.v.weight, bonus.policy.v.weight)   # the bonus changed the update
+    bonus.steps = 10                                               # fully annealed: the same update again
+    plain.load_state_dict(copy.deepcopy(bonus.state_dict()))   # a copy: Adam's state tensors are shared
+    tasks = suite("tabular-mdp-n10").sample("train", 2, gen())
+    plain.meta_train_step(tasks), bonus.meta_train_step(tasks)
+    assert torch.equal(plain.policy.v.weight, bonus.policy.v.weight)
+    with pytest.raises(ConfigError, match="count_bonus needs discrete states"):
+        _rl2("navigation2d", count_bonus=0.5)
+    with pytest.raises(ConfigError, match="count_bonus must be at least 0"):
+        ALGORITHMS.get("rl2").Config(count_bonus=-1.0).validate()
 
 
 def test_linear_feature_baseline_is_the_ridge_solution():
