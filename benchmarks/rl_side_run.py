@@ -1,7 +1,7 @@
 """A learning-curve side run: one meta-RL algorithm on one suite, with `Config` overrides, scored
 on the suite's fixed validation tasks every few meta-steps. Not a speed benchmark.
 
-    python benchmarks/rl_side_run.py rl2 tabular-mdp-n10 --steps 1500 \
+    python benchmarks/rl_side_run.py rl2 tabular-mdp-n10 --steps 1500 [--save FILE] \
         --set meta_batch_size=128 --set ppo_epochs=2 [--val-tasks 200] [--eval-every 250]
 
 This is the driver behind the "side runs" quoted in the algorithms' preset comments (e.g. the
@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--log-every", type=int, default=50, help="print the mean training return every N steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--save", type=Path, default=None, metavar="FILE",
+                    help="write the algorithm's state_dict (torch.save) here at the end, for diagnosis")
     args = ap.parse_args()
 
     import torch
@@ -100,6 +102,10 @@ def main() -> int:
             metrics = validate()
             print(f"| {step} | {time.time() - t0:.0f} | " + " | ".join(f"{v:.4f}" for v in metrics.values()) + " |",
                   flush=True)
+    if args.save is not None:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": cfg, "state": algo.state_dict()}, args.save)
+        print(f"# saved to {args.save}")
     return 0
 
 
