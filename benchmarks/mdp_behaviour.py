@@ -1,0 +1,148 @@
+"""What a tabular-MDP learner does within a trial, on the suite's fixed validation tasks. Not a
+speed benchmark; a diagnosis tool for the rl2 gap on tabular-mdp-n10.
+
+    python benchmarks/mdp_behaviour.py heuristics [--suite tabular-mdp-n10] [--val-tasks 200]
+    python benchmarks/mdp_behaviour.py policy FILE [--suite ...]     # FILE from rl_side_run.py --save
+
+`heuristics` scores simple per-state strategies that ignore the transitions (each state is
+treated as its own 5-armed bandit, statistics kept within the trial): "try k then greedy"
+(untried actions in random order until k are tried in that state, then the best empirical
+mean), UCB1-style optimism (mean + c / sqrt(n), untried first), and a posterior mean under the
+suites' reward prior N(1, 1) plus an optimism bonus p / sqrt(1 + n). They show which behaviour
+reaches which `oracle_ratio`, i.e. what a recurrent learner would have to discover.
+
+`policy` plays a saved rl2 policy (sampled actions, as in its evaluation) and reports, for the
+second half of each trial, the share of steps on an action not yet tried in that state, on the
+best tried action, on another tried action, on the truly best action, the policy's mean entropy,
+and how many distinct actions it tried per state (states visited at least 5 times) and in state 0.
+
+Both play `--trials` trials per task with environment randomness from a fixed seed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def per_state_stats(n_envs: int, n_states: int, n_actions: int):
+    import torch
+    return torch.zeros(n_envs, n_states, n_actions), torch.zeros(n_envs, n_states, n_actions)
+
+
+def play_heuristic(suite, tasks, trials: int, kind: str, param: float, seed: int = 1) -> float:
+    """Mean oracle_ratio of one per-state heuristic ('try', 'ucb' or 'bayes') over `tasks`."""
+    import torch
+
+    from metabench.rl.rollout import episode_returns, per_task
+    env = suite.make_env(tasks, trials, generator=torch.Generator().manual_seed(seed), device="cpu")
+    pg = torch.Generator().manual_seed(seed + 1)
+    B, S, A = env.n_envs, env.n_states, env.action_space.n
+    cnt, tot = per_state_stats(B, S, A)
+    rows, obs, rews = torch.arange(B), env.reset(), []
+    for _ in range(env.trial_length):
+        st = obs.argmax(-1)
+        n, s = cnt[rows, st], tot[rows, st]
+        mean = s / n.clamp_min(1)
+        if kind == "try":       # untried actions in random order until `param` are tried, then greedy
+            explore = ((n > 0).sum(-1) < param).unsqueeze(-1)
+            untried_first = torch.rand(B, A, generator=pg) - 10 * (n > 0)
+            score = torch.where(explore, untried_first, torch.where(n > 0, mean, torch.full_like(mean, -1e9)))
+        elif kind == "ucb":     # untried first, then mean + c / sqrt(n)
+            score = torch.where(n > 0, mean + param / n.clamp_min(1).sqrt(), torch.full_like(mean, 1e9))
+        else:                   # posterior mean under N(1, 1) means and unit noise, plus p / sqrt(1 + n)
+            score = (1.0 + s) / (1.0 + n) + param / (1.0 + n).sqrt()
+        a = score.argmax(-1)
+        obs, r, _, _ = env.step(a)
+        cnt[rows, st, a] += 1
+        tot[rows, st, a] += r
+        rews.append(r)
+    returns = per_task(episode_returns(torch.stack(rews), env.horizon), trials)
+    return float(suite.score(tasks, returns)["oracle_ratio"].float().mean())
+
+
+def policy_behaviour(suite, tasks, trials: int, file: Path, seed: int = 1) -> dict[str, float]:
+    import torch
+
+    from metabench.algorithms import ALGORITHMS
+    from metabench.algorithms.rl2 import sample_action
+    saved = torch.load(file, weights_only=False, map_location="cpu")
+    cls = ALGORITHMS.get("rl2")
+    algo = cls(suite, saved["config"], torch.device("cpu"), 0)
+    algo.load_state_dict(saved["state"])
+    pol = algo.policy
+    env = suite.make_env(tasks, trials, generator=torch.Generator().manual_seed(seed), device="cpu")
+    pg = torch.Generator().manual_seed(seed + 1)
+    B, S, A = env.n_envs, env.n_states, env.action_space.n
+    cnt, tot = per_state_stats(B, S, A)
+    rows, obs = torch.arange(B), env.reset()
+    prev_a, prev_r = torch.full((B,), -1), torch.zeros(B)
+    prev_d, h = torch.zeros(B, dtype=torch.bool), None
+    keys = ("untried", "best_tried", "other_tried", "truly_best", "entropy")
+    acc, n_steps = dict.fromkeys(keys, 0.0), 0
+    with torch.no_grad():
+        for t in range(env.trial_length):
+            out, _, h = pol(pol.inputs(obs, prev_a, prev_r, prev_d, t / env.trial_length)[None], h)
+            a = sample_action(pol, out[0], pg)
+            st = obs.argmax(-1)
+            if t >= env.trial_length // 2:
+                n, s = cnt[rows, st], tot[rows, st]
+                best = torch.where(n > 0, s / n.clamp_min(1), torch.full_like(s, -1e9)).argmax(-1)
+                untried = n[rows, a] == 0
+                acc["untried"] += float(untried.sum())
+                acc["best_tried"] += float((~untried & (a == best)).sum())
+                acc["other_tried"] += float((~untried & (a != best)).sum())
+                acc["truly_best"] += float((a == env.reward_means[env.task_index, st].argmax(-1)).sum())
+                acc["entropy"] += float(pol.dist(out[0]).entropy().sum())
+                n_steps += B
+            obs, r, d, _ = env.step(a)
+            cnt[rows, st, a] += 1
+            tot[rows, st, a] += r
+            prev_a, prev_r, prev_d = a, r, d
+    result = {k: v / n_steps for k, v in acc.items()}
+    tried = (cnt > 0).sum(-1).float()
+    result["actions_tried_per_state"] = float(tried[cnt.sum(-1) >= 5].mean())
+    result["actions_tried_state0"] = float(tried[:, 0].mean())
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=("heuristics", "policy"))
+    ap.add_argument("file", nargs="?", type=Path, help="policy mode: a checkpoint from rl_side_run.py --save")
+    ap.add_argument("--suite", default="tabular-mdp-n10")
+    ap.add_argument("--val-tasks", type=int, default=200)
+    ap.add_argument("--trials", type=int, default=4, help="trials per task (default 4, as the suite evaluates)")
+    args = ap.parse_args()
+
+    import torch
+
+    from metabench.suites import make_suite
+    torch.set_num_threads(1)
+    if not args.suite.startswith("tabular-mdp-"):
+        print(f"error: {args.suite} is not a tabular-MDP suite; use tabular-mdp-n10, -n25 or -n50", file=sys.stderr)
+        return 2
+    if args.mode == "policy" and (args.file is None or not args.file.is_file()):
+        print(f"error: policy mode needs a checkpoint file written by rl_side_run.py --save; got {args.file}",
+              file=sys.stderr)
+        return 2
+    suite = make_suite(args.suite).prepare(None, "cpu")
+    tasks = next(iter(suite.fixed_tasks("val", args.val_tasks, batch_size=args.val_tasks)))
+    if args.mode == "heuristics":
+        print(f"{args.suite}, {args.val_tasks} validation tasks x {args.trials} trials: oracle_ratio")
+        print("| strategy | oracle_ratio |\n|---|---|")
+        for kind, values, label in (("try", (1, 2, 3, 4, 5), "try {} then greedy"),
+                                    ("ucb", (0.5, 1.0, 2.0), "UCB, c = {}"),
+                                    ("bayes", (0.0, 0.5, 1.0, 2.0), "posterior mean + {} / sqrt(1 + n)")):
+            for v in values:
+                print(f"| {label.format(v)} | {play_heuristic(suite, tasks, args.trials, kind, v):.4f} |", flush=True)
+    else:
+        for k, v in policy_behaviour(suite, tasks, args.trials, args.file).items():
+            print(f"{k}: {v:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
