@@ -27,11 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def per_state_stats(n_envs: int, n_states: int, n_actions: int):
-    import torch
-    return torch.zeros(n_envs, n_states, n_actions), torch.zeros(n_envs, n_states, n_actions)
-
-
 def play_heuristic(suite, tasks, trials: int, kind: str, param: float, seed: int = 1) -> float:
     """Mean oracle_ratio of one per-state heuristic ('try', 'ucb' or 'bayes') over `tasks`."""
     import torch
@@ -40,7 +35,7 @@ def play_heuristic(suite, tasks, trials: int, kind: str, param: float, seed: int
     env = suite.make_env(tasks, trials, generator=torch.Generator().manual_seed(seed), device="cpu")
     pg = torch.Generator().manual_seed(seed + 1)
     B, S, A = env.n_envs, env.n_states, env.action_space.n
-    cnt, tot = per_state_stats(B, S, A)
+    cnt, tot = torch.zeros(B, S, A), torch.zeros(B, S, A)
     rows, obs, rews = torch.arange(B), env.reset(), []
     for _ in range(env.trial_length):
         st = obs.argmax(-1)
@@ -64,46 +59,38 @@ def play_heuristic(suite, tasks, trials: int, kind: str, param: float, seed: int
 
 
 def policy_behaviour(suite, tasks, trials: int, file: Path, seed: int = 1) -> dict[str, float]:
+    """Play a saved rl2 policy through its own rollout (`RL2._rollout`) and describe, per step, the
+    action it took against the statistics of the trial so far."""
     import torch
+    import torch.nn.functional as F
 
     from metabench.algorithms import ALGORITHMS
-    from metabench.algorithms.rl2 import sample_action
     saved = torch.load(file, weights_only=False, map_location="cpu")
-    cls = ALGORITHMS.get("rl2")
-    algo = cls(suite, saved["config"], torch.device("cpu"), 0)
+    algo = ALGORITHMS.get("rl2")(suite, saved["config"], torch.device("cpu"), 0)
     algo.load_state_dict(saved["state"])
-    pol = algo.policy
-    env = suite.make_env(tasks, trials, generator=torch.Generator().manual_seed(seed), device="cpu")
-    pg = torch.Generator().manual_seed(seed + 1)
-    B, S, A = env.n_envs, env.n_states, env.action_space.n
-    cnt, tot = per_state_stats(B, S, A)
-    rows, obs = torch.arange(B), env.reset()
-    prev_a, prev_r = torch.full((B,), -1), torch.zeros(B)
-    prev_d, h = torch.zeros(B, dtype=torch.bool), None
-    keys = ("untried", "best_tried", "other_tried", "truly_best", "entropy")
-    acc, n_steps = dict.fromkeys(keys, 0.0), 0
     with torch.no_grad():
-        for t in range(env.trial_length):
-            out, _, h = pol(pol.inputs(obs, prev_a, prev_r, prev_d, t / env.trial_length)[None], h)
-            a = sample_action(pol, out[0], pg)
-            st = obs.argmax(-1)
-            if t >= env.trial_length // 2:
-                n, s = cnt[rows, st], tot[rows, st]
-                best = torch.where(n > 0, s / n.clamp_min(1), torch.full_like(s, -1e9)).argmax(-1)
-                untried = n[rows, a] == 0
-                acc["untried"] += float(untried.sum())
-                acc["best_tried"] += float((~untried & (a == best)).sum())
-                acc["other_tried"] += float((~untried & (a != best)).sum())
-                acc["truly_best"] += float((a == env.reward_means[env.task_index, st].argmax(-1)).sum())
-                acc["entropy"] += float(pol.dist(out[0]).entropy().sum())
-                n_steps += B
-            obs, r, d, _ = env.step(a)
-            cnt[rows, st, a] += 1
-            tot[rows, st, a] += r
-            prev_a, prev_r, prev_d = a, r, d
-    result = {k: v / n_steps for k, v in acc.items()}
-    tried = (cnt > 0).sum(-1).float()
-    result["actions_tried_per_state"] = float(tried[cnt.sum(-1) >= 5].mean())
+        x, act, _, _, rew, env = algo._rollout(tasks, trials, torch.Generator().manual_seed(seed),
+                                               torch.Generator().manual_seed(seed + 1))
+        entropy = algo.policy.dist(algo.policy(x)[0]).entropy()                       # (n, B)
+    n, B = act.shape
+    S, A = env.n_states, env.action_space.n
+    state = x[..., :S].argmax(-1)                                                      # (n, B)
+    pair = F.one_hot(state * A + act, S * A).float()                                   # (n, B, S*A)
+    # visits and reward sums of every (state, action) before each step, then those of its state
+    before = lambda v: (v.cumsum(0) - v).view(n, B, S, A).gather(
+        2, state.view(n, B, 1, 1).expand(n, B, 1, A)).squeeze(2)                      # (n, B, A)
+    visits, totals = before(pair), before(pair * rew.unsqueeze(-1))
+    best = torch.where(visits > 0, totals / visits.clamp_min(1), torch.full_like(totals, -1e9)).argmax(-1)
+    untried = visits.gather(-1, act.unsqueeze(-1)).squeeze(-1) == 0
+    truly_best = env.reward_means[env.task_index.expand(n, B), state].argmax(-1)
+    late = slice(n // 2, None)                                                         # second half of the trial
+    result = {"untried": untried[late], "best_tried": ~untried[late] & (act[late] == best[late]),
+              "other_tried": ~untried[late] & (act[late] != best[late]),
+              "truly_best": act[late] == truly_best[late], "entropy": entropy[late]}
+    result = {k: float(v.float().mean()) for k, v in result.items()}
+    trial_visits = pair.sum(0).view(B, S, A)
+    tried = (trial_visits > 0).sum(-1).float()                                         # (B, S)
+    result["actions_tried_per_state"] = float(tried[trial_visits.sum(-1) >= 5].mean())
     result["actions_tried_state0"] = float(tried[:, 0].mean())
     return result
 

@@ -357,8 +357,8 @@ class RL2(Algorithm):
         this one included; the state is read from the one-hot observation at the front of `x`."""
         n_actions = self.space.n
         state = x[..., :self.n_states].argmax(-1) if self.n_states > 1 else torch.zeros_like(act)
-        pair = F.one_hot(state * n_actions + act, self.n_states * n_actions)       # (n, B, S*A)
-        visits = pair.cumsum(0).gather(-1, (state * n_actions + act).unsqueeze(-1)).squeeze(-1)
+        pair = (state * n_actions + act).unsqueeze(-1)                              # (n, B, 1)
+        visits = F.one_hot(pair.squeeze(-1), self.n_states * n_actions).cumsum(0).gather(-1, pair).squeeze(-1)
         return visits.float().rsqrt()
 
     def evaluate(self, tasks: RLTaskBatch) -> dict[str, torch.Tensor]:
