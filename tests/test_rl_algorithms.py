@@ -121,6 +121,30 @@ def test_rl2_count_bonus_shapes_training_only_and_needs_discrete_states():
         ALGORITHMS.get("rl2").Config(count_bonus=-1.0).validate()
 
 
+def test_rl2_auxiliary_reward_loss_is_the_mse_of_the_true_reward_and_trains_the_gru():
+    import torch.nn.functional as F
+    tasks = suite("tabular-mdp-n10").sample("train", 2, torch.Generator().manual_seed(5))
+    algo = _rl2("tabular-mdp-n10", aux_reward_coef=1.0, count_bonus=1.0)
+    twin = copy.deepcopy(algo)                                  # replays the same rollout by hand
+    with torch.no_grad():
+        x, act, _, _, rew, _ = twin._rollout(tasks, 2, twin.gen, twin.gen)
+        z, _ = twin.policy.features(x)
+        pred = twin.policy.predict_reward(z, act)
+        assert torch.equal(pred, twin.policy.reward_head(z)[torch.arange(x.shape[0])[:, None],
+                                                            torch.arange(x.shape[1]), act])
+        expected = F.mse_loss(pred, rew)                        # the true reward, not reward + bonus
+    gru_before = algo.policy.gru.weight_hh_l0.clone()
+    stats = algo.meta_train_step(tasks)
+    assert stats["reward_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert not torch.equal(gru_before, algo.policy.gru.weight_hh_l0)
+    assert "reward_head.weight" not in _rl2("tabular-mdp-n10").state_dict()["policy"]   # off: keys unchanged
+    nav = _rl2("navigation2d", aux_reward_coef=0.5)             # continuous actions: an MLP on (state, action)
+    assert nav.meta_train_step(suite("navigation2d").sample("train", 2, torch.Generator().manual_seed(0)))[
+        "reward_loss"] >= 0
+    with pytest.raises(ConfigError, match="aux_reward_coef must be at least 0"):
+        ALGORITHMS.get("rl2").Config(aux_reward_coef=-0.1).validate()
+
+
 def test_linear_feature_baseline_is_the_ridge_solution():
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(3, 40, 2, generator=g, dtype=torch.float64)
