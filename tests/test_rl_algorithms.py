@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline, baseline_features
@@ -122,7 +123,6 @@ def test_rl2_count_bonus_shapes_training_only_and_needs_discrete_states():
 
 
 def test_rl2_auxiliary_reward_loss_is_the_mse_of_the_true_reward_and_trains_the_gru():
-    import torch.nn.functional as F
     tasks = suite("tabular-mdp-n10").sample("train", 2, torch.Generator().manual_seed(5))
     algo = _rl2("tabular-mdp-n10", aux_reward_coef=1.0, count_bonus=1.0)
     twin = copy.deepcopy(algo)                                  # replays the same rollout by hand

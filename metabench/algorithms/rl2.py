@@ -193,7 +193,11 @@ class RecurrentPolicy(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None):
         """x (n_steps, B, in) -> (policy output (n_steps, B, n|dim), normalised value (n_steps, B), h (1, B, hidden))."""
         z, h = self.features(x, h)
-        return self.pi(z), self.v(z).squeeze(-1), h
+        return (*self.heads(z), h)
+
+    def heads(self, z: torch.Tensor):
+        """GRU outputs z -> (policy output, normalised value): the two heads of `forward`."""
+        return self.pi(z), self.v(z).squeeze(-1)
 
     def predict_reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The auxiliary head's prediction of the reward of `action` from GRU outputs z: (n_steps, B)."""
@@ -371,27 +375,25 @@ class RL2(Algorithm):
             perm = torch.randperm(B, generator=self.gen, device=self.device)
             for idx in perm.chunk(c.n_minibatches):
                 z, _ = pol.features(x[:, idx])
-                out, v = pol.pi(z), pol.v(z).squeeze(-1)
+                out, v = pol.heads(z)
                 d = pol.dist(out)
                 logp = d.log_prob(act[:, idx])
                 pl = ppo_clip_loss(logp, old_logp[:, idx], adv[:, idx], c.clip)
                 vl = F.mse_loss(v, target[:, idx])
                 ent = d.entropy().mean()
                 loss = pl + c.value_coef * vl - ent_coef * ent
-                terms = [pl, vl, ent]
+                aux = ()
                 if c.aux_reward_coef > 0:
                     # the true reward (never the count bonus): the hidden state should remember the task
-                    rl = F.mse_loss(pol.predict_reward(z, act[:, idx]), rew[:, idx])
-                    loss = loss + c.aux_reward_coef * rl
-                    terms.append(rl)
+                    aux = (F.mse_loss(pol.predict_reward(z, act[:, idx]), rew[:, idx]),)
+                    loss = loss + c.aux_reward_coef * aux[0]
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(pol.parameters(), c.max_grad_norm)
                 self.opt.step()
                 with torch.no_grad():
                     kl = (old_logp[:, idx] - logp).mean()
-                terms.insert(3, kl)
-                for k, val in zip(stats, terms):
+                for k, val in zip(stats, (pl, vl, ent, kl, *aux)):
                     stats[k] += float(val.detach())
                 n_updates += 1
         self.steps += 1
