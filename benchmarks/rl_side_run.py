@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--log-every", type=int, default=50, help="print the mean training return every N steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto, as for `metabench run`")
     ap.add_argument("--save", type=Path, default=None, metavar="FILE",
                     help="write the algorithm's state_dict (torch.save) here at the end, for diagnosis")
     args = ap.parse_args()
@@ -57,6 +58,7 @@ def main() -> int:
     import torch
 
     from metabench.algorithms import ALGORITHMS
+    from metabench.engine.device import resolve_device
     from metabench.errors import ConfigError
     from metabench.suites import make_suite
 
@@ -72,13 +74,14 @@ def main() -> int:
         missing = suite.unavailable()
         if missing:
             raise ConfigError(missing)
-        suite.prepare(None, "cpu")
+        device = resolve_device(args.device)
+        suite.prepare(None, device)
         cfg = cls.preset_config("quick", suite, parse_set(args.set))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(cfg, flush=True)
-    algo = cls(suite, cfg, torch.device("cpu"), args.seed)
+    print(cfg, f"device={device}", flush=True)
+    algo = cls(suite, cfg, device, args.seed)
     gen = torch.Generator().manual_seed(12345)
     val = list(suite.fixed_tasks("val", args.val_tasks, batch_size=100))
     n_tasks = algo.train_request().n_tasks
