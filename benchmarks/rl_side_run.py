@@ -2,7 +2,7 @@
 on the suite's fixed validation tasks every few meta-steps. Not a speed benchmark.
 
     python benchmarks/rl_side_run.py rl2 tabular-mdp-n10 --steps 1500 [--save FILE] \
-        --set meta_batch_size=128 --set ppo_epochs=2 [--val-tasks 200] [--eval-every 250]
+        --set meta_batch_size=128 --set ppo_epochs=2 [--val-tasks 200] [--eval-every 250] [--device cuda]
 
 This is the driver behind the "side runs" quoted in the algorithms' preset comments (e.g. the
 variants of rl2 on tabular-mdp-n10 that levelled off near 0.55): the engine's `metabench run`

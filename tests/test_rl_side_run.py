@@ -32,6 +32,12 @@ def test_side_run_rejects_an_unknown_field_in_one_line():
     assert r.stderr.startswith("error:") and "hiddn" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_side_run_rejects_an_unknown_device_in_one_line():
+    r = _run("rl2", "bandit-k5-n10", "--steps", "1", "--device", "gpu")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 MDP_TOOL = SCRIPT.parent / "mdp_behaviour.py"
 
 
