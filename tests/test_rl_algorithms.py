@@ -13,6 +13,7 @@ from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline, baseline_features
 from metabench.algorithms.mql import double_dqn_target, td3_target
 from metabench.algorithms.rl2 import ppo_clip_loss
+from metabench.rl.returns import gae
 from metabench.checks import check_algorithm
 from metabench.errors import ConfigError
 from metabench.engine.cell import CellRunner
@@ -143,6 +144,38 @@ def test_rl2_auxiliary_reward_loss_is_the_mse_of_the_true_reward_and_trains_the_
         "reward_loss"] >= 0
     with pytest.raises(ConfigError, match="aux_reward_coef must be at least 0"):
         ALGORITHMS.get("rl2").Config(aux_reward_coef=-0.1).validate()
+
+
+def test_rl2_privileged_value_sees_the_task_only_in_the_value_and_its_targets():
+    tasks = suite("tabular-mdp-n10").sample("train", 2, torch.Generator().manual_seed(6))
+    feats = tasks.features()                                    # sorted keys: reward_means, then transitions
+    assert feats.shape == (2, 10 * 5 + 10 * 5 * 10)
+    assert torch.equal(feats[1, :50], tasks.params["reward_means"][1].reshape(-1).float())
+    assert torch.equal(feats[1, 50:], tasks.params["transitions"][1].reshape(-1).float())
+    algo = _rl2("tabular-mdp-n10", privileged_value=True)
+    twin = copy.deepcopy(algo)                                  # replays the same step by hand
+    with torch.no_grad():
+        x, act, _, _, rew, _ = twin._rollout(tasks, 2, twin.gen, twin.gen)
+        pol = twin.policy
+        z, _ = pol.features(x)
+        task = feats.repeat_interleave(2, 0)                    # task-major copies, as the env lays them out
+        v = pol.privileged_value(z, task)
+        swapped = pol.privileged_value(z, task.flip(0))
+        assert not torch.allclose(v, swapped)                   # the value depends on the task
+        adv, ret = gae(rew, v * pol.ret_std + pol.ret_mean, torch.arange(x.shape[0])[:, None] == x.shape[0] - 1,
+                       algo.config.gamma, algo.config.gae_lambda)
+        mean, std = 0.9 * pol.ret_mean + 0.1 * ret.mean(), 0.9 * pol.ret_std + 0.1 * ret.std().clamp_min(1e-3)
+        expected = F.mse_loss(v, (ret - mean) / std)             # one epoch, one minibatch: the loss before the update
+        plain = F.mse_loss(pol.heads(z)[1], (ret - mean) / std)
+    task_before = algo.policy.v_task.weight.clone()
+    stats = algo.meta_train_step(tasks)
+    assert stats["value_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert stats["value_loss"] != pytest.approx(float(plain), rel=1e-3)
+    assert not torch.equal(task_before, algo.policy.v_task.weight)
+    assert "v_task.weight" not in _rl2("tabular-mdp-n10").state_dict()["policy"]   # off: keys unchanged
+    for sid in ("bandit-k5-n10", "navigation2d"):              # any suite: its parameters are the features
+        other = _rl2(sid, privileged_value=True)
+        assert other.meta_train_step(suite(sid).sample("train", 2, torch.Generator().manual_seed(0)))["value_loss"] >= 0
 
 
 def test_linear_feature_baseline_is_the_ridge_solution():

@@ -53,6 +53,12 @@ Differences from the paper
       evaluation are unchanged: the head is used only for the training loss.  The `quick` preset
       turns it on (weight 0.5) for the tabular MDPs only, where it lifted the 3,000-step cell from
       0.546 to 0.582 of the optimal return (see the preset's comment); off everywhere else.
+    * Optional, off by default (`privileged_value`), ours: an asymmetric critic (Pinto et al. 2018,
+      "Asymmetric Actor Critic"; the privileged task information of Humplik et al. 2019): during
+      training the value head is Linear(tanh(A z + B f)), z the GRU output and f the task's
+      parameters flattened (`RLTaskBatch.features`: bandit arm probabilities; MDP reward means
+      and transition probabilities; a navigation goal), and the GAE advantages use this value.
+      Only the baseline sees the task; the policy, and hence evaluation, never does.
     * The `quick` preset for discrete actions is undiscounted with GAE lambda 0.9 (the paper:
       0.99 and 0.3): with far fewer samples than the paper, the short bootstrapped advantages
       let the policy settle on exploiting the first good arm (see the preset's comment).
@@ -120,6 +126,9 @@ class Config:
     aux_reward_coef: float = 0.0
     """Training only (ours, not the paper's): weight of an auxiliary loss in which a head on the GRU
     state predicts the reward of the action taken (mean squared error); 0 turns it off."""
+    privileged_value: bool = False
+    """Training only (ours, not the paper's): the value head also sees the task's parameters
+    (`RLTaskBatch.features`), an asymmetric critic; the policy never does."""
 
     def validate(self) -> None:
         for name in ("hidden", "meta_batch_size", "n_envs_per_task", "ppo_epochs", "n_minibatches", "anneal_steps",
@@ -153,7 +162,7 @@ class RecurrentPolicy(nn.Module):
     """(obs, previous action, reward, done) -> embedding -> GRU -> policy logits / Gaussian mean, value."""
 
     def __init__(self, obs_dim: int, space: ActionSpace, hidden: int, init_log_std: float = -0.5,
-                 reward_head: bool = False):
+                 reward_head: bool = False, task_dim: int = 0):
         super().__init__()
         self.space = space
         self.act_in = space.n if space.discrete else space.dim
@@ -166,6 +175,10 @@ class RecurrentPolicy(nn.Module):
         if reward_head:
             self.reward_head = (nn.Linear(hidden, space.n) if space.discrete else
                                 nn.Sequential(nn.Linear(hidden + space.dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)))
+        # privileged value (Config.privileged_value): v = Linear(tanh(A z + B task)), only when asked for
+        if task_dim:
+            self.v_z = nn.Linear(hidden, hidden)
+            self.v_task = nn.Linear(task_dim, hidden, bias=False)
         nn.init.orthogonal_(self.pi.weight, 0.01)
         nn.init.zeros_(self.pi.bias)
         if not space.discrete:
@@ -198,6 +211,11 @@ class RecurrentPolicy(nn.Module):
     def heads(self, z: torch.Tensor):
         """GRU outputs z -> (policy output, normalised value): the two heads of `forward`."""
         return self.pi(z), self.v(z).squeeze(-1)
+
+    def privileged_value(self, z: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The privileged value head: GRU outputs z (n_steps, B, hidden) and task features (B, F)
+        -> normalised value (n_steps, B); the task term is computed once per trial."""
+        return self.v(torch.tanh(self.v_z(z) + self.v_task(task))).squeeze(-1)
 
     def predict_reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The auxiliary head's prediction of the reward of `action` from GRU outputs z: (n_steps, B)."""
@@ -290,10 +308,13 @@ class RL2(Algorithm):
 
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
-        probe = suite.make_env(suite.sample("train", 1, torch.Generator().manual_seed(0)), 1, device=self.device)
+        probe_task = suite.sample("train", 1, torch.Generator().manual_seed(0))
+        probe = suite.make_env(probe_task, 1, device=self.device)
         self.space, obs_dim = probe.action_space, probe.obs_dim
+        task_dim = probe_task.features().shape[1] if config.privileged_value else 0
         self.policy = seeded_init(seed, lambda: RecurrentPolicy(obs_dim, self.space, config.hidden, config.init_log_std,
-                                                               reward_head=config.aux_reward_coef > 0)).to(self.device)
+                                                               reward_head=config.aux_reward_coef > 0,
+                                                               task_dim=task_dim)).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
         self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 1)
         self.steps = 0
@@ -357,6 +378,12 @@ class RL2(Algorithm):
                 group["lr"] = c.lr * (1 - 0.9 * frac)
         x, act, old_logp, values, rew, env = self._rollout(tasks, c.n_envs_per_task, self.gen, self.gen)
         n, B = rew.shape
+        task = None
+        if c.privileged_value:
+            # the rollout's values came from the plain head; GAE uses the privileged one
+            task = tasks.features().to(self.device).repeat_interleave(c.n_envs_per_task, 0)   # task-major, as B
+            with torch.no_grad():
+                values = pol.privileged_value(pol.features(x)[0], task) * pol.ret_std + pol.ret_mean
         trial_end = torch.zeros(n, B, dtype=torch.bool, device=self.device)
         trial_end[-1] = True
         bonus_scale = c.count_bonus * max(1.0 - self.steps / c.count_bonus_steps, 0.0)
@@ -376,6 +403,8 @@ class RL2(Algorithm):
             for idx in perm.chunk(c.n_minibatches):
                 z, _ = pol.features(x[:, idx])
                 out, v = pol.heads(z)
+                if task is not None:
+                    v = pol.privileged_value(z, task[idx])
                 d = pol.dist(out)
                 logp = d.log_prob(act[:, idx])
                 pl = ppo_clip_loss(logp, old_logp[:, idx], adv[:, idx], c.clip)

@@ -47,6 +47,11 @@ class RLTaskBatch:
                            reference={k: torch.cat([b.reference[k] for b in batches]) for k in b0.reference},
                            descriptors=[d for b in batches for d in b.descriptors], task_ids=ids or None)
 
+    def features(self) -> torch.Tensor:
+        """Every parameter of each task flattened into one float vector (T, F), keys in sorted
+        order: what a privileged critic may see during training (never the policy)."""
+        return torch.cat([self.params[k].reshape(self.n_tasks, -1).float() for k in sorted(self.params)], 1)
+
     def select(self, index: torch.Tensor | list[int]) -> "RLTaskBatch":
         """The sub-batch of tasks `index` (a list or 1-D tensor of positions)."""
         idx = torch.as_tensor(index, dtype=torch.long)
