@@ -178,6 +178,16 @@ def test_rl2_privileged_value_sees_the_task_only_in_the_value_and_its_targets():
         assert other.meta_train_step(suite(sid).sample("train", 2, torch.Generator().manual_seed(0)))["value_loss"] >= 0
 
 
+def test_rl2_quick_preset_uses_256_units_and_the_privileged_value_only_on_tabular_mdp_n10():
+    cls = ALGORITHMS.get("rl2")
+    n10 = cls.preset_config("quick", make_suite("tabular-mdp-n10"))
+    assert (n10.hidden, n10.privileged_value, n10.aux_reward_coef, n10.anneal_steps) == (256, True, 0.5, 3000)
+    n50 = cls.preset_config("quick", make_suite("tabular-mdp-n50"))
+    assert (n50.hidden, n50.privileged_value, n50.aux_reward_coef) == (64, False, 0.5)
+    bandit = cls.preset_config("quick", make_suite("bandit-k5-n100"))
+    assert (bandit.hidden, bandit.privileged_value, bandit.aux_reward_coef) == (64, False, 0.0)
+
+
 def test_linear_feature_baseline_is_the_ridge_solution():
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(3, 40, 2, generator=g, dtype=torch.float64)

@@ -36,7 +36,8 @@ Implementation details
 
 Differences from the paper
     * PPO (clipped surrogate, Schulman et al. 2017) instead of TRPO.
-    * The paper's GRU had 256 units for bandits and MDPs; the quick preset uses 64 and far fewer
+    * The paper's GRU had 256 units for bandits and MDPs; the quick preset uses 64 (256 on
+      tabular-mdp-n10, with the privileged value below) and far fewer
       environment steps (the paper's batch was ~250 000 steps per iteration, the quick preset's
       12 800, for 1000 iterations).
     * Value normalisation and entropy annealing are ours (standard PPO practice).
@@ -58,7 +59,9 @@ Differences from the paper
       training the value head is Linear(tanh(A z + B f)), z the GRU output and f the task's
       parameters flattened (`RLTaskBatch.features`: bandit arm probabilities; MDP reward means
       and transition probabilities; a navigation goal), and the GAE advantages use this value.
-      Only the baseline sees the task; the policy, and hence evaluation, never does.
+      Only the baseline sees the task; the policy, and hence evaluation, never does.  The
+      `quick` preset turns it on for tabular-mdp-n10 only, with 256 units, where it lifted the
+      3,000-step cell from 0.582 to 0.668 of the optimal return (see the preset's comment).
     * The `quick` preset for discrete actions is undiscounted with GAE lambda 0.9 (the paper:
       0.99 and 0.3): with far fewer samples than the paper, the short bootstrapped advantages
       let the policy settle on exploiting the first good arm (see the preset's comment).
@@ -290,7 +293,19 @@ class RL2(Algorithm):
             # 1,000 steps 0.576, 0.5 with 128 units 0.558 (and twice the time per step). The
             # 3,000-step cell with weight 0.5: validation 0.518, 0.557, 0.564, 0.580, 0.580, 0.588
             # at steps 500-3,000; test 0.582 +- 0.007 (without it 0.546), still under 0.6.
+            # Then the privileged value (privileged_value, see the docstring). With 64 units it
+            # changed nothing (3,000-step cell: validation 0.536, 0.556, 0.572, 0.579 at steps
+            # 500-2,000, test 0.583 +- 0.007); with 256 units (the paper's size) it is what made the
+            # difference. GPU side runs (same code, 200 validation tasks, 64 tasks per step): 256
+            # units 0.577 / 0.598 / 0.623 at steps 500 / 1,000 / 1,500 with it, 0.546 / 0.575 /
+            # 0.584 without; 128 units with it 0.547 at step 500, no better than 64. Per trial
+            # played, 32 and 64 tasks per step learned alike (0.562 at step 500 with 32, 0.563 at
+            # step 250 with 64), so 32 it is. The 3,000-step cell on tabular-mdp-n10: validation
+            # 0.574, 0.584, 0.598, 0.620, 0.636, 0.669 at steps 500-3,000; test 0.668 +- 0.007 (README). 256 units cost ~2 s per step
+            # on the 2 cores (64 units: ~0.5 s), and the n25 / n50 trials are 2.5x / 5x longer, so
+            # those keep 64 units and the settings above (not measured with 256).
             **{sid: dict(anneal_steps=3000, aux_reward_coef=0.5) for sid in _MDP_SUITES},
+            "tabular-mdp-n10": dict(anneal_steps=3000, aux_reward_coef=0.5, hidden=256, privileged_value=True),
         },
         "smoke": {
             "rl-discrete": dict(hidden=16, meta_batch_size=2, n_envs_per_task=2, ppo_epochs=1, n_minibatches=1),
