@@ -301,9 +301,10 @@ class RL2(Algorithm):
             # 0.584 without; 128 units with it 0.547 at step 500, no better than 64. Per trial
             # played, 32 and 64 tasks per step learned alike (0.562 at step 500 with 32, 0.563 at
             # step 250 with 64), so 32 it is. The 3,000-step cell on tabular-mdp-n10: validation
-            # 0.574, 0.584, 0.598, 0.620, 0.636, 0.669 at steps 500-3,000; test 0.668 +- 0.007 (README). 256 units cost ~2 s per step
-            # on the 2 cores (64 units: ~0.5 s), and the n25 / n50 trials are 2.5x / 5x longer, so
-            # those keep 64 units and the settings above (not measured with 256).
+            # 0.574, 0.584, 0.598, 0.620, 0.636, 0.669 at steps 500-3,000; test 0.668 +- 0.007
+            # (README). 256 units cost ~2 s per step on the 2 cores (64 units: ~0.5 s), and the
+            # n25 / n50 trials are 2.5x / 5x longer, so those keep 64 units and the settings above
+            # (not measured with 256).
             **{sid: dict(anneal_steps=3000, aux_reward_coef=0.5) for sid in _MDP_SUITES},
             "tabular-mdp-n10": dict(anneal_steps=3000, aux_reward_coef=0.5, hidden=256, privileged_value=True),
         },
@@ -396,7 +397,7 @@ class RL2(Algorithm):
         task = None
         if c.privileged_value:
             # the rollout's values came from the plain head; GAE uses the privileged one
-            task = tasks.features().to(self.device).repeat_interleave(c.n_envs_per_task, 0)   # task-major, as B
+            task = env.per_env(tasks.features().to(self.device))                  # (B, F)
             with torch.no_grad():
                 values = pol.privileged_value(pol.features(x)[0], task) * pol.ret_std + pol.ret_mean
         trial_end = torch.zeros(n, B, dtype=torch.bool, device=self.device)
