@@ -45,7 +45,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="start the job in the background and return at once (follow it with `metabench jobs show ID`)")
 
     p.add_argument("--spec", default=None, metavar="FILE",
-                   help="a JSON run spec {suites, algorithms, seeds, preset, device} instead of those options")
+                   help="a JSON or TOML run spec {suites, algorithms, seeds, preset, device, overrides} "
+                        "instead of those options")
+    p.add_argument("--set", action="append", default=[], metavar="ALGO.FIELD=VALUE",
+                   help="override an algorithm's Config field (or loop.FIELD: meta_steps, eval_every, "
+                        "n_val_tasks, n_test_tasks, log_every, checkpoint_every); repeatable; a comma "
+                        "list sweeps (the cells are the product), e.g. --set maml.inner_steps=1,5")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cells the run would have (and which are already finished), run nothing")
 
     p = sub.add_parser("jobs", help="list, show, cancel or resume jobs (runs started by `metabench run` or the dashboard)")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
@@ -142,18 +149,23 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from metabench.data import resolve_data_root
     from metabench.engine.job import run_job
-    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds
+    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds, parse_sets
 
-    if args.spec:   # a JSON spec file; --executor/--workers/--ray-address still apply when given
+    sets = parse_sets(args.set)
+    if args.spec:   # a spec file; --executor/--workers/--ray-address/--set still apply when given
         spec = load_spec(args.spec)
         extra = {k: v for k, v in (("executor", args.executor), ("workers", args.workers),
                                    ("ray_address", args.ray_address)) if v not in (None, "local", 0)}
+        if sets:
+            extra["overrides"] = {**spec.overrides, **sets}
         spec = dataclasses.replace(spec, **extra) if extra else spec
     else:
         spec = RunSpec(tuple(parse_list(args.suites, "suites")), tuple(parse_list(args.algorithms, "algorithms")),
                        tuple(parse_seeds(args.seeds)), args.preset, args.device, args.executor, args.workers,
-                       args.ray_address)
+                       args.ray_address, sets)
     spec.validate()
+    if args.dry_run:
+        return _dry_run(spec, Path(args.results_dir))
     data_root = resolve_data_root(args.data_dir)
     if args.detach:
         from metabench.engine.job import create_job
@@ -170,6 +182,24 @@ def cmd_run(args) -> int:
     report = run_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
                      progress=not args.quiet, say=lambda m: print(m, file=sys.stderr))
     return _report(report, args.results_dir)
+
+
+def _dry_run(spec, results_dir: Path) -> int:
+    """What `metabench run` would do: every cell (its entry and run id) and whether it is done."""
+    from metabench.engine.cell import cell_status
+
+    cells, incompatible = spec.plan()
+    done = 0
+    width = max([len(c.variant) for c in cells] + [7])
+    print(f"{len(cells)} cell(s), preset {spec.preset}:")
+    for c in cells:
+        state = cell_status(results_dir, c.run_id) or "to run"
+        done += state == "finished"
+        print(f"  {c.suite:<20} {c.variant:<{width}} seed {c.seed:<4} {state:<10} {c.run_id}")
+    for s, a, reason in incompatible:
+        print(f"  skip {a} on {s}: {reason}")
+    print(f"{done} of {len(cells)} already finished in {results_dir}; nothing was run (--dry-run).")
+    return 0
 
 
 def _report(report, results_dir) -> int:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from metabench.algorithms.anil import ANIL
-from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.base import CONTRACT_VERSION, Algorithm, TrainRequest, check_algorithm_class
 from metabench.algorithms.classical import CLASSICAL
 from metabench.algorithms.finetune import FineTune
 from metabench.algorithms.maml import FOMAML, MAML
@@ -18,7 +18,9 @@ from metabench.algorithms.reptile import Reptile
 from metabench.algorithms.rl2 import RL2
 from metabench.registry import Registry
 
-ALGORITHMS: Registry = Registry("algorithm")
+#: Built-ins, then plugins: ``package.module:Class`` import paths and the entry points of the
+#: ``metabench.algorithms`` group (see metabench.registry and docs/plugins.md).
+ALGORITHMS: Registry = Registry("algorithm", "metabench.algorithms", check_algorithm_class)
 for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, MatchingNet, MANN, MetaNet, FineTune, PixelCentroid):
     ALGORITHMS.add(_cls.name, _cls)
 for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb1, gittins, psrl, ...
@@ -26,4 +28,4 @@ for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb
 for _cls in (RL2, MAMLRL, MQL):   # meta-RL learners (issue 4)
     ALGORITHMS.add(_cls.name, _cls)
 
-__all__ = ["ALGORITHMS", "Algorithm", "TrainRequest"]
+__all__ = ["ALGORITHMS", "CONTRACT_VERSION", "Algorithm", "TrainRequest", "check_algorithm_class"]

@@ -7,12 +7,18 @@ change the meta-parameters (a conformance test checks it).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, ClassVar
 
 import torch
 
 from metabench.errors import ConfigError
-from metabench.suites.base import Suite, TaskBatch
+from metabench.suites.base import KINDS, Suite, TaskBatch
+
+#: Version of the Algorithm contract a plugin is written against (stored with every run as
+#: ``runs.contract_version``). Bump it when what the engine hands an algorithm, or expects back,
+#: changes; a plugin declaring another version is refused with a sentence saying so.
+CONTRACT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +41,8 @@ class Algorithm:
     needs_training: ClassVar[bool] = True
     #: preset name -> suite kind (or suite id) -> Config field overrides
     PRESETS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
-    #: False for algorithms with nothing to learn (e.g. pixel-centroid): the engine runs zero
-    #: meta-training steps and goes straight to the test tasks.
-    needs_training: ClassVar[bool] = True
+    #: The Algorithm contract version this class is written against (see CONTRACT_VERSION).
+    contract_version: ClassVar[int] = CONTRACT_VERSION
 
     def __init__(self, suite: Suite, config: Any, device: torch.device, seed: int):
         self.suite, self.config, self.device, self.seed = suite, config, torch.device(device), seed
@@ -91,6 +96,41 @@ class Algorithm:
         values.update(table.get(suite.id, {}))
         values.update(overrides or {})
         return make_config(cls.Config, values, where=f"{cls.name} ({preset} preset)")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_algorithm_class(ref: str, obj: object) -> type[Algorithm]:
+    """``obj`` if it is a usable Algorithm class (a plugin's), else ConfigError naming the rule.
+
+    The static part of the contract; ``metabench check`` runs the behavioural part."""
+    where = f"the algorithm {ref!r}"
+    if not (isinstance(obj, type) and issubclass(obj, Algorithm)):
+        raise ConfigError(f"{where} must be a subclass of metabench.algorithms.Algorithm, "
+                          f"got {type(obj).__name__} {getattr(obj, '__name__', obj)!r}")
+    for attr in ("name", "family", "supports", "Config"):
+        if not hasattr(obj, attr):
+            raise ConfigError(f"{where} must set the class attribute {attr!r} (see docs/plugins.md)")
+    if not isinstance(obj.name, str) or not _NAME.fullmatch(obj.name):
+        raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-' (at most 64), "
+                          f"got {obj.name!r}")
+    bad = sorted(set(obj.supports) - set(KINDS))
+    if bad or not obj.supports:
+        raise ConfigError(f"{where}: supports must be a non-empty set of task kinds from "
+                          f"{', '.join(KINDS)}, got {sorted(obj.supports)!r}")
+    if not dataclasses.is_dataclass(obj.Config):
+        raise ConfigError(f"{where}: Config must be a dataclass (frozen, one docstring per field)")
+    if obj.contract_version != CONTRACT_VERSION:
+        raise ConfigError(f"{where} is written for Algorithm contract version {obj.contract_version}; "
+                          f"this metabench has version {CONTRACT_VERSION} (see docs/plugins.md)")
+    needed = ("evaluate", "state_dict", "load_state_dict", "meta_parameters")
+    if obj.needs_training:
+        needed = ("train_request", "meta_train_step") + needed
+    missing = [m for m in needed if getattr(obj, m) is getattr(Algorithm, m)]
+    if missing:
+        raise ConfigError(f"{where} must implement {', '.join(missing)} (see docs/plugins.md)")
+    return obj
 
 
 def make_config(config_cls: type, values: dict[str, Any], where: str):

@@ -13,7 +13,19 @@ from metabench.suites.sinusoid import Sinusoid
 from metabench.suites.mujoco import HalfCheetah
 from metabench.suites.rl import Bandit, Navigation2D, RLSuite, TabularMDP
 
-SUITES: Registry = Registry("suite")
+def _check_suite_factory(ref: str, obj: object):
+    """A plugin suite: a Suite subclass (or a callable returning a Suite) with a usable id."""
+    from metabench.errors import ConfigError
+
+    if not callable(obj):
+        raise ConfigError(f"the suite {ref!r} must be a Suite subclass or a function returning one, "
+                          f"got {type(obj).__name__}")
+    return obj
+
+
+#: Built-ins, then plugins: ``package.module:Class`` import paths and the entry points of the
+#: ``metabench.suites`` group (see metabench.registry and docs/plugins.md).
+SUITES: Registry = Registry("suite", "metabench.suites", _check_suite_factory)
 for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
     SUITES.add(f"omniglot-{_way}w{_shot}s", partial(Omniglot, _way, _shot))
 for _way, _shot in ((5, 1), (5, 5), (20, 1), (20, 5)):
