@@ -164,6 +164,30 @@ def test_cli_run_arguments_get_one_error_line(tmp_path, no_jobs, suites, algorit
     _assert_clear(rc, err)
 
 
+set_text = st.one_of(
+    odd_text,
+    st.builds(lambda t, f, v: f"{t}.{f}={v}",
+              st.sampled_from(["maml", "loop", "protonet", "mamll", "", "maml.x", "a:b", "maml[inner_steps=2]"]),
+              st.sampled_from(["inner_steps", "inner_lr", "first_order", "batching", "meta_steps", "n_test_tasks",
+                               "no_such", "", "1x", "eval_every"]),
+              st.one_of(odd_text, st.sampled_from(["1", "1,3", "0", "-1", "1e400", "nan", "true", "none", ",",
+                                                   "0.1,0.4", "vmap", "9" * 5000, "1," * 300]))),
+)
+
+
+@settings(max_examples=120 * SCALE, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sets=st.lists(set_text, max_size=3),
+       algorithms=st.sampled_from(["maml", "maml,protonet", "maml[inner_steps=2]", "maml[", "maml[x]", "rl2"]))
+def test_cli_overrides_get_one_error_line(tmp_path, sets, algorithms):
+    _count("metabench run --set")
+    argv = ["run", "--suites", "sinusoid-5shot", "--algorithms", algorithms, "--preset", "smoke", "--dry-run",
+            "--results-dir", str(tmp_path / "r")]
+    for item in sets:
+        argv += ["--set", item]
+    rc, err = _cli(argv)
+    _assert_clear(rc, err)
+
+
 def test_report_how_many_inputs_were_tried():
     # Runs last in this file: the figure for the report (pytest -s shows it).
     print(f"\nmalformed-input fuzzing: {sum(TRIED.values())} inputs ({TRIED})")

@@ -1,0 +1,142 @@
+"""Overrides and sweeps (issue 20): `--set ALGO.FIELD=VALUE`, `loop.FIELD`, comma lists, bracketed
+variants, spec files in JSON and TOML, `--dry-run`; every bad input is one ConfigError sentence."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+
+import pytest
+
+from metabench import cli
+from metabench.errors import ConfigError
+from metabench.spec import (RunSpec, coerce, field_types, format_value, load_spec, parse_algorithm_ref,
+                            parse_sets, variant_label)
+
+
+def _plan(*sets: str, algorithms=("maml",), suites=("sinusoid-5shot",), seeds=(0,), preset="smoke"):
+    return RunSpec(tuple(suites), tuple(algorithms), tuple(seeds), preset, overrides=parse_sets(sets)).plan()
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_values_are_parsed_by_the_field_type():
+    from metabench.algorithms.maml import Config as MAMLConfig
+    from metabench.algorithms.metasgd import Config as MetaSGDConfig
+
+    types = field_types(MAMLConfig)
+    assert coerce("5", types["inner_steps"], "f") == 5 and isinstance(coerce("5", types["inner_steps"], "f"), int)
+    assert coerce("0.01", types["inner_lr"], "f") == 0.01
+    assert coerce("TRUE", types["first_order"], "f") is True and coerce("no", types["first_order"], "f") is False
+    assert coerce(" vmap ", types["batching"], "f") == "vmap"
+    assert coerce("0.005:0.2", field_types(MetaSGDConfig)["alpha_init"], "f") == (0.005, 0.2)
+    optional = [f for f, t in types.items() if "None" in str(t)]
+    assert optional and coerce("none", types[optional[0]], "f") is None
+    for value, type_ in (("1.5", int), ("yes please", bool), ("nan", float), ("inf", float), ("", str),
+                         ("0.1", tuple[float, float]), (True, int)):
+        with pytest.raises(ConfigError):
+            coerce(value, type_, "maml.field")
+
+
+def test_a_comma_list_is_a_sweep_over_the_product():
+    cells, _ = _plan("maml.inner_steps=2,3", "maml.inner_lr=0.1,0.2", seeds=(0, 1))
+    assert len(cells) == 2 * 2 * 2
+    assert {c.variant for c in cells} == {f"maml[inner_lr={lr},inner_steps={k}]" for lr in (0.1, 0.2) for k in (2, 3)}
+    assert len({c.run_id for c in cells}) == len(cells)          # every combination has its own folder
+
+
+def test_a_value_equal_to_the_preset_is_the_plain_entry():
+    from metabench.algorithms import ALGORITHMS
+    from metabench.suites import make_suite
+
+    preset_steps = ALGORITHMS.get("maml").preset_config("smoke", make_suite("sinusoid-5shot")).inner_steps
+    cells, _ = _plan(f"maml.inner_steps={preset_steps},{preset_steps + 2}")
+    assert [c.variant for c in cells] == ["maml", f"maml[inner_steps={preset_steps + 2}]"]
+    plain = RunSpec(("sinusoid-5shot",), ("maml",), (0,), "smoke").plan()[0][0]
+    assert cells[0] == plain and cells[0].run_id == "sinusoid-5shot--maml--smoke--seed0"  # same folder: resumes
+
+
+def test_loop_settings_and_bracketed_variants():
+    cells, _ = _plan("loop.meta_steps=4", algorithms=("maml[inner_steps=3]", "maml"))
+    assert [c.variant for c in cells] == ["maml[inner_steps=3,loop.meta_steps=4]", "maml[loop.meta_steps=4]"]
+    assert cells[0].overrides == {"config": {"inner_steps": 3}, "loop": {"meta_steps": 4}}
+    # What the leaderboard shows can be typed back in.
+    again = RunSpec(("sinusoid-5shot",), (cells[0].variant,), (0,), "smoke").plan()[0]
+    assert again == [cells[0]]
+    assert parse_algorithm_ref("mypkg.algos:MyMAML[tau=0.5]") == ("mypkg.algos:MyMAML", {"tau": "0.5"})
+
+
+def test_loop_settings_do_not_apply_to_rows_without_training():
+    cells, _ = _plan("loop.meta_steps=4", algorithms=("random", "rl2"), suites=("bandit-k5-n10",))
+    assert {c.algorithm: c.overrides for c in cells} == {"random": {}, "rl2": {"loop": {"meta_steps": 4}}}
+
+
+def test_variant_labels_are_stable_and_short():
+    overrides = {"loop": {"meta_steps": 10}, "config": {"inner_steps": 5, "first_order": True, "inner_lr": 0.1}}
+    assert variant_label("maml", overrides) == "maml[first_order=true,inner_lr=0.1,inner_steps=5,loop.meta_steps=10]"
+    assert variant_label("maml", {}) == variant_label("maml", None) == "maml"
+    assert format_value(1e-4) == "0.0001" and format_value(0.1 + 0.2) == repr(0.1 + 0.2)  # never rounds a value away
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["maml.no_such_field=1"], "maml has no Config field 'no_such_field'"),
+    (["maml.inner_stepz=1"], "Did you mean 'inner_steps'?"),
+    (["maml.inner_steps=two"], "inner_steps is an integer, got 'two'"),
+    (["maml.inner_steps=0"], "inner_steps must be at least 1"),
+    (["maml.inner_lr=-1"], "positive"),
+    (["mamll.inner_steps=1"], "Did you mean 'maml'?"),
+    (["protonet.n_way=5"], "not among the algorithms of this run"),
+    (["loop.meta_step=3"], "Did you mean 'meta_steps'?"),
+    (["loop.eval_every=0"], "eval_every must be an integer >= 1"),
+    (["maml.inner_steps"], "has no value"),
+    (["inner_steps=3"], "ALGO.FIELD=VALUE"),
+    (["maml.inner_steps=1", "maml.inner_steps=2"], "set twice"),
+])
+def test_bad_overrides_are_one_sentence(sets, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("?", r"\?")) as info:
+        _plan(*sets)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_dry_run_lists_the_cells_and_what_is_finished(tmp_path):
+    rc, out, err = _cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml,protonet", "--set",
+                         "maml.inner_steps=1,3", "--preset", "smoke", "--dry-run", "--results-dir", str(tmp_path)])
+    assert rc == 0, err
+    assert "2 cell(s)" in out and "maml[inner_steps=3]" in out and "skip protonet on sinusoid-5shot" in out
+    assert "0 of 2 already finished" in out and not list(tmp_path.iterdir())   # nothing was written
+
+
+def test_cli_unknown_field_exits_2_with_a_did_you_mean(tmp_path):
+    rc, _, err = _cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--set", "maml.inner_stepz=1",
+                       "--preset", "smoke", "--results-dir", str(tmp_path)])
+    assert rc == 2 and err.count("error:") == 1 and "Did you mean 'inner_steps'?" in err
+
+
+def test_spec_files_in_toml_and_json_take_the_same_overrides(tmp_path):
+    toml = tmp_path / "spec.toml"
+    toml.write_text('suites = ["sinusoid-5shot"]\nalgorithms = "maml"\npreset = "smoke"\n'
+                    '[overrides]\n"maml.inner_steps" = [1, 3]\n"loop.meta_steps" = 4\n')
+    js = tmp_path / "spec.json"
+    js.write_text(json.dumps({"suites": ["sinusoid-5shot"], "algorithms": ["maml"], "preset": "smoke",
+                              "overrides": ["maml.inner_steps=1,3", "loop.meta_steps=4"]}))
+    a, b = load_spec(toml).plan()[0], load_spec(js).plan()[0]
+    assert [c.run_id for c in a] == [c.run_id for c in b] and len(a) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("suites = [\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_spec(bad)
+
+
+def test_a_job_spec_round_trips_through_its_json(tmp_path):
+    spec = RunSpec(("sinusoid-5shot",), ("maml",), (0,), "smoke", overrides=parse_sets(["maml.inner_steps=1,3"]))
+    again = RunSpec.from_json(json.loads(json.dumps(dataclasses.asdict(spec))))   # what spec.json holds
+    assert again.plan() == spec.plan()
