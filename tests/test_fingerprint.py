@@ -1,0 +1,67 @@
+"""The fixed-test-task fingerprint (issue 21): stable across processes and batch sizes, and any
+real change of a task (one pixel) changes it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from metabench.suites import make_suite
+from metabench.suites.fingerprint import SCHEME, cached_fingerprint, fingerprint, task_digests
+
+
+def _prepared(suite_id: str, data_root=None):
+    return make_suite(suite_id).prepare(data_root, "cpu", allow_download=False, progress=False)
+
+
+@pytest.mark.parametrize("suite_id", ["sinusoid-5shot", "bandit-k5-n10", "navigation2d"])
+def test_fingerprint_does_not_depend_on_the_batch_size(suite_id):
+    s = _prepared(suite_id)
+    a, b = fingerprint(s, 30, batch_size=30), fingerprint(s, 30, batch_size=7)
+    assert a == b and a.startswith(SCHEME + ":") and len(a) == len(SCHEME) + 1 + 64
+    assert fingerprint(s, 29) != a                       # the number of tasks is part of it
+
+
+def test_fingerprint_is_the_same_in_another_process():
+    code = ("from metabench.suites import make_suite; from metabench.suites.fingerprint import fingerprint; "
+            "s = make_suite('sinusoid-5shot').prepare(None, 'cpu'); print(fingerprint(s, 40))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == fingerprint(_prepared("sinusoid-5shot"), 40)
+
+
+def test_one_pixel_changes_the_fingerprint(shared_data):
+    s = _prepared("omniglot-5w1s", shared_data)
+    before = fingerprint(s, 3)
+    task = next(s.fixed_tasks("test", 1, batch_size=1))
+    # Find the decoded image behind task 0's first support example, and change one pixel of it.
+    name, rotation = task.descriptors[0]["characters"][0], task.descriptors[0]["rotations"][0]
+    c = s._characters.index(name)
+    target = task.support_x[0, 0, 0]
+    drawer = next(d for d in range(s._images.shape[1])
+                  if torch.equal(torch.rot90(s._images[c, d].float() / 255, rotation // 90, dims=(-2, -1)), target))
+    original = s._images.clone()
+    try:
+        s._images[c, drawer, 14, 14] = 255 - int(s._images[c, drawer, 14, 14])
+        assert fingerprint(s, 3) != before
+    finally:
+        s._images = original
+    assert fingerprint(s, 3) == before
+
+
+def test_each_task_is_hashed_on_its_own():
+    s = _prepared("sinusoid-5shot")
+    batch = next(s.fixed_tasks("test", 4, batch_size=4))
+    one = next(s.fixed_tasks("test", 3, batch_size=1, start=2))
+    assert task_digests(batch)[2] == task_digests(one)[0] and len(set(task_digests(batch))) == 4
+
+
+def test_the_cached_fingerprint_is_computed_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("METABENCH_CACHE", str(tmp_path))
+    s = _prepared("sinusoid-5shot")
+    value = cached_fingerprint(s, 20)
+    assert value == fingerprint(s, 20)
+    (path,) = (tmp_path / "fingerprints").iterdir()
+    path.write_text(f"{SCHEME}:{'0' * 64}\n")            # the cached value is what is used
+    assert cached_fingerprint(s, 20) == f"{SCHEME}:{'0' * 64}"
