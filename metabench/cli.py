@@ -107,24 +107,32 @@ def cmd_list(args) -> int:
     algos = [ALGORITHMS.get(a) for a in ALGORITHMS.names()]
     fits = {a.name: {s.id: a.fits(s) for s in suites} for a in algos}
     if args.json:
-        print(json.dumps({
-            "suites": [dict(s.describe(), unavailable=s.unavailable()) for s in suites],
+        from metabench.catalog import algorithm_settings, describe_loop, jsonable
+
+        # Per algorithm its Config fields (type, default, doc) and the raw PRESETS / LOOPS tables,
+        # so the Launch page can show every field's value under a preset on a suite without torch.
+        print(json.dumps(jsonable({
+            "suites": [dict(s.describe(), unavailable=s.unavailable(), origin=SUITES.origin(s.id)) for s in suites],
             "algorithms": [{"name": a.name, "family": a.family, "supports": sorted(a.supports),
-                            "presets": sorted(a.PRESETS)} for a in algos],
+                            "presets": sorted(a.PRESETS), "origin": ALGORITHMS.origin(a.name),
+                            **algorithm_settings(a)} for a in algos],
+            "loop": describe_loop(),
             "fits": {a: {s: {"ok": ok, "reason": r} for s, (ok, r) in row.items()} for a, row in fits.items()},
-        }, indent=1))
+        }), indent=1))
         return 0
     print("Suites:")
     for s in suites:
         data = f", needs {s.needs_data} data" if s.needs_data else ""
-        print(f"  {s.id:<20} {s.kind:<15} metric {s.primary_metric} (v{s.version}{data})")
+        about = f"metric {s.primary_metric} (v{s.version}{data})"
+        print(f"  {s.id:<20} {s.kind:<15} {about:<48}{SUITES.origin(s.id)}")
         if s.unavailable():   # e.g. the MuJoCo suites without the `rl` extra
             print(f"  {'':<20} not available: {s.unavailable()}")
     print("\nAlgorithms:")
     col = max(len(a.name) for a in algos) + 2
     fcol = max(len(a.family) for a in algos) + 2
+    scol = max(len(", ".join(sorted(a.supports))) for a in algos) + 2
     for a in algos:
-        print(f"  {a.name:<{col}}{a.family:<{fcol}}{', '.join(sorted(a.supports))}")
+        print(f"  {a.name:<{col}}{a.family:<{fcol}}{', '.join(sorted(a.supports)):<{scol}}{ALGORITHMS.origin(a.name)}")
     width = max(len(s.id) for s in suites) + 2
     print("\nFits (the algorithms that run on each suite):")
     for s in suites:
