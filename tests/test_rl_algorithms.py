@@ -178,14 +178,89 @@ def test_rl2_privileged_value_sees_the_task_only_in_the_value_and_its_targets():
         assert other.meta_train_step(suite(sid).sample("train", 2, torch.Generator().manual_seed(0)))["value_loss"] >= 0
 
 
-def test_rl2_quick_preset_uses_256_units_and_the_privileged_value_only_on_tabular_mdp_n10():
+def test_rl2_is_the_published_rl2_in_every_preset():
+    """Issue 20 section 4: the plain `rl2` row has none of our additions on any suite (no
+    privileged value, auxiliary loss, count bonus or progress input); the quick MDP cells keep
+    only their longer entropy annealing (a 3,000-step run)."""
     cls = ALGORITHMS.get("rl2")
+    for preset in ("quick", "paper"):
+        for sid in ("tabular-mdp-n10", "tabular-mdp-n25", "tabular-mdp-n50", "bandit-k5-n100", "navigation2d"):
+            cfg = cls.preset_config(preset, make_suite(sid))
+            assert (cfg.privileged_value, cfg.aux_reward_coef, cfg.count_bonus, cfg.trial_progress) == \
+                (False, 0.0, 0.0, False), (preset, sid)
     n10 = cls.preset_config("quick", make_suite("tabular-mdp-n10"))
-    assert (n10.hidden, n10.privileged_value, n10.aux_reward_coef, n10.anneal_steps) == (256, True, 0.5, 3000)
-    n50 = cls.preset_config("quick", make_suite("tabular-mdp-n50"))
-    assert (n50.hidden, n50.privileged_value, n50.aux_reward_coef) == (64, False, 0.5)
-    bandit = cls.preset_config("quick", make_suite("bandit-k5-n100"))
-    assert (bandit.hidden, bandit.privileged_value, bandit.aux_reward_coef) == (64, False, 0.0)
+    assert (n10.hidden, n10.anneal_steps) == (64, 3000)          # 64 units: the quick compute budget
+    assert cls.preset_config("paper", make_suite("tabular-mdp-n10")).hidden == 256   # the paper's size
+
+
+#: The quick cells measured before issue 20 (`git show 0dc885a:metabench/algorithms/rl2.py`), when the
+#: additions sat in the preset; the progress input was then always on (trial_progress=True).
+_OLD_QUICK_DISCRETE = dict(hidden=64, meta_batch_size=32, n_envs_per_task=4, lr=1e-3, gamma=1.0, gae_lambda=0.9,
+                           clip=0.2, ppo_epochs=4, n_minibatches=2, value_coef=0.5, entropy_coef=0.01,
+                           entropy_final=0.0, anneal_steps=1000, anneal_lr=False, max_grad_norm=0.5,
+                           init_log_std=-0.5, count_bonus=0.0, count_bonus_steps=1000, aux_reward_coef=0.0,
+                           privileged_value=False, trial_progress=True)
+_OLD_QUICK = {
+    "tabular-mdp-n10": {**_OLD_QUICK_DISCRETE, "hidden": 256, "anneal_steps": 3000, "aux_reward_coef": 0.5,
+                        "privileged_value": True},
+    "tabular-mdp-n25": {**_OLD_QUICK_DISCRETE, "anneal_steps": 3000, "aux_reward_coef": 0.5},
+    "tabular-mdp-n50": {**_OLD_QUICK_DISCRETE, "anneal_steps": 3000, "aux_reward_coef": 0.5},
+    "bandit-k5-n100": _OLD_QUICK_DISCRETE,
+}
+
+
+@pytest.mark.parametrize("name, sid", [("rl2-aux-privileged", "tabular-mdp-n10"), ("rl2-aux", "tabular-mdp-n25"),
+                                       ("rl2-aux", "tabular-mdp-n50"), ("rl2-progress", "bandit-k5-n100")])
+def test_rl2_named_variants_resolve_to_the_old_quick_cells(name, sid):
+    """Each named variant, run as its bracket entry, is the Config of the quick cell it replaces,
+    and the entry is written exactly as the leaderboard labels it (`variant_label`)."""
+    import dataclasses
+
+    from metabench.algorithms.rl2 import VARIANTS
+    from metabench.spec import RunSpec
+
+    entry = VARIANTS[name]
+    cells, skipped = RunSpec((sid,), (entry,), preset="quick").plan()
+    assert not skipped and len(cells) == 1
+    cell = cells[0]
+    assert cell.variant == entry
+    cls = ALGORITHMS.get("rl2")
+    cfg = cls.preset_config("quick", make_suite(sid), cell.overrides["config"])
+    assert dataclasses.asdict(cfg) == _OLD_QUICK[sid]
+    assert "loop" not in cell.overrides                        # the same loop (3,000 steps on the MDPs)
+
+
+def test_rl2_gaussian_actions_are_in_units_of_the_action_bound():
+    """Issue 22 section 2: the policy's mean (and its standard deviation) is in units of the bound,
+    so a mean of 0.5 on navigation2d (bound 0.1) moves the agent by 0.05 per axis per step; the
+    unscaled action 0.5 was clipped to 0.1."""
+    s = suite("navigation2d")
+    algo = _rl2("navigation2d", init_log_std=-30.0)               # std ~1e-13: the mean action
+    with torch.no_grad():
+        algo.policy.pi.weight.zero_()
+        algo.policy.pi.bias.fill_(0.5)
+    tasks = s.sample("test", 3, torch.Generator().manual_seed(0))
+    x, act, _, _, rew, env = algo._rollout(tasks, 2, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    assert torch.allclose(act, torch.full_like(act, 0.5))        # log-probs are of the policy's units
+    goal = env.goal                                               # (B, 2), task-major copies
+    steps = torch.arange(1, env.horizon + 1, dtype=torch.float32)[:, None, None]   # positions after each step
+    expected = -((0.05 * steps).expand(-1, goal.shape[0], 2) - goal).norm(dim=-1)  # (horizon, B)
+    assert torch.allclose(rew[:env.horizon], expected, atol=1e-5)
+    assert torch.allclose(x[1, :, 2:4], torch.full((goal.shape[0], 2), 0.5))   # previous action input: units of the bound
+    with torch.no_grad():                                         # beyond the bound: clipped to it by the env
+        algo.policy.pi.bias.fill_(3.0)
+    *_, rew, env = algo._rollout(tasks, 2, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
+    expected = -((0.1 * steps).expand(-1, goal.shape[0], 2) - goal).norm(dim=-1)
+    assert torch.allclose(rew[:env.horizon], expected, atol=1e-5)
+
+
+def test_rl2_trial_progress_input_is_optional():
+    plain, progress = _rl2("bandit-k5-n10"), _rl2("bandit-k5-n10", trial_progress=True)
+    assert plain.policy.embed.in_features + 1 == progress.policy.embed.in_features
+    z = torch.zeros(3)
+    x = progress.policy.inputs(torch.zeros(3, 1), torch.full((3,), -1), z, z.bool(), 0.25)
+    assert torch.equal(x[:, -1], torch.full((3,), 0.25))
+    assert plain.policy.inputs(torch.zeros(3, 1), torch.full((3,), -1), z, z.bool(), 0.25).shape == (3, 1 + 5 + 2)
 
 
 def test_linear_feature_baseline_is_the_ridge_solution():
