@@ -154,3 +154,56 @@ def test_mann_queries_are_independent_continuations_of_the_support_state():
     assert torch.allclose(out[:, 0], out2[:, 0], atol=1e-6) and not torch.allclose(out[:, 1], out2[:, 1])
     alone = core.continuation(queries[:, 0], state)      # one query per episode, no others
     assert torch.allclose(out[:, 0], alone, atol=1e-6)
+
+
+# --- issue 20 section 4: the built-in names are the published models; the tricks are named variants ---
+#: The preset cells before issue 20 (`git show 76c1675:metabench/algorithms/<file>.py`), which
+#: the named variants must reproduce field for field.
+_OLD_CELLS = {
+    ("mann", "mann-keystrength", "quick"): dict(
+        controller_size=200, memory_slots=128, memory_width=40, read_heads=4, gamma=0.95, key_strength=True,
+        image_size=20, meta_batch_size=16, lr=0.003, grad_clip=10.0, seq_per_class=10, eval_seq_per_class=10,
+        train_shot=None, n_query=10),
+    ("metanet", "metanet-centred", "quick"): dict(
+        hidden=64, head_hidden=64, rep_dim=64, meta_hidden=20, rep_fast_weights=True, shared_embedding=True,
+        attention_scale=5.0, learn_attention_scale=True, center_attention=True, grad_p=10.0, meta_batch_size=4,
+        n_query=5, train_shot=None, lr=0.001, lr_halve_every=2000),
+    ("metanet", "metanet-centred", "paper"): dict(
+        hidden=64, head_hidden=64, rep_dim=64, meta_hidden=20, rep_fast_weights=True, shared_embedding=False,
+        attention_scale=5.0, learn_attention_scale=True, center_attention=True, grad_p=10.0, meta_batch_size=1,
+        n_query=5, train_shot=None, lr=0.001, lr_halve_every=2000),
+    ("matchingnet", "matchingnet-scaled", "quick"): dict(
+        train_way=20, train_shot=None, n_query=5, lr=0.001, lr_halve_every=2000, hidden=64, fce=False, fce_steps=5,
+        cosine_scale=10.0),
+}
+
+
+@pytest.mark.parametrize("algorithm, name, preset", sorted(_OLD_CELLS))
+def test_named_variants_reproduce_the_old_preset_cells(algorithm, name, preset):
+    import dataclasses
+    import importlib
+
+    from metabench.algorithms import ALGORITHMS
+    from metabench.spec import RunSpec
+    from metabench.suites import make_suite
+
+    entry = importlib.import_module(f"metabench.algorithms.{algorithm}").VARIANTS[name]
+    cells, skipped = RunSpec(("omniglot-5w1s",), (entry,), preset=preset).plan()
+    assert not skipped and len(cells) == 1 and cells[0].variant == entry   # written as the leaderboard labels it
+    cls = ALGORITHMS.get(algorithm)
+    cfg = cls.preset_config(preset, make_suite("omniglot-5w1s"), cells[0].overrides["config"])
+    assert dataclasses.asdict(cfg) == _OLD_CELLS[algorithm, name, preset]
+
+
+def test_the_plain_rows_use_none_of_the_tricks():
+    from metabench.algorithms import ALGORITHMS
+    from metabench.suites import make_suite
+
+    s = make_suite("omniglot-5w1s")
+    for preset in ("quick", "paper"):
+        mann = ALGORITHMS.get("mann").preset_config(preset, s)
+        metanet = ALGORITHMS.get("metanet").preset_config(preset, s)
+        matching = ALGORITHMS.get("matchingnet").preset_config(preset, s)
+        assert not mann.key_strength
+        assert (metanet.attention_scale, metanet.learn_attention_scale, metanet.center_attention) == (1.0, False, False)
+        assert (matching.cosine_scale, matching.train_way) == (1.0, None)   # the paper: test-way episodes
