@@ -30,8 +30,9 @@ if can_act:
         st.session_state["launch_algorithms"] = [a for a in st.session_state["launch_algorithms"] if a in fits]
     algorithms = st.multiselect("Algorithms", fits, key="launch_algorithms",
                                 help="Only algorithms that fit at least one chosen suite.")
-    for a, reason in greyed.items():
-        st.caption(f":gray[~~{a}~~ — {reason}]")
+    if greyed:
+        with st.expander(f"{len(greyed)} algorithm(s) do not fit the chosen suites"):
+            st.markdown("\n".join(f"- **{a}** — {reason}" for a, reason in greyed.items()))
     left, mid, right = st.columns(3)
     seeds = left.text_input("Seeds", "0", help="Comma-separated, e.g. 0,1,2", key="launch_seeds")
     preset = mid.selectbox("Preset", ["smoke", "quick", "paper"], index=1, key="launch_preset")
@@ -40,6 +41,14 @@ if can_act:
     workers = mid.number_input("Workers (0 = automatic)", 0, 1024, 0, key="launch_workers")
     ray_address = right.text_input("Ray address (empty = a local Ray)", key="launch_ray",
                                    disabled=executor != "ray")
+    sets: list[str] | None = []
+    if suites and algorithms:
+        st.markdown("**Settings** — the preset's values; change one to override it, or sweep a field.")
+        parts = [launch.settings_inputs(cat, a, preset, suites) for a in algorithms]
+        parts.append(launch.loop_inputs(cat, algorithms, preset, suites))
+        sets = None if None in parts else [x for part in parts for x in part]
+        if sets:
+            st.caption("Overrides: " + " ".join(f"`{x.removeprefix('--set=')}`" for x in sets))
     with widgets.errors_as_messages():
         known = launch.cell_time_estimates(widgets.runs(), preset)
     grid = [(s, a) for s in suites for a in algorithms if cat["fits"][a][s]["ok"]]
@@ -51,11 +60,21 @@ if can_act:
                    + f" · about {sum(m for m, _ in est) * n_seeds / 60:.1f} min of cell time for the known cells")
     elif grid:
         st.caption(f"No finished {preset} runs of this grid here yet, so no time estimate.")
-    if st.button("Launch", type="primary", disabled=not (suites and algorithms)):
+    ready = bool(suites and algorithms) and sets is not None
+    go, look, _ = st.columns([1, 1, 4])
+    if go.button("Launch", type="primary", disabled=not ready, key="launch_go"):
         try:
             job_id = launch.launch(folder, suites, algorithms, seeds, preset, device, executor, int(workers),
-                                   ray_address or "", token)
+                                   ray_address or "", token, sets)
             st.success(f"Started job {job_id}.")
+        except MetabenchError as exc:
+            st.error(str(exc))
+    if look.button("Preview cells", disabled=not ready, key="launch_preview",
+                   help="`metabench run --dry-run`: the cells this would run, and whether they are done"):
+        try:
+            cells, skips = launch.preview(folder, suites, algorithms, seeds, preset, sets)
+            st.dataframe(cells, hide_index=True, key="launch_cells")
+            st.caption(f"{len(cells)} cell(s)" + "".join(f" · skip {x}" for x in skips))
         except MetabenchError as exc:
             st.error(str(exc))
 

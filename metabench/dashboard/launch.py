@@ -7,6 +7,12 @@ from `python -m metabench.cli list --json` in a subprocess, cached for the serve
 validated numbers (never a shell string); the CLI validates the spec in `metabench.spec` (the one
 place) and starts the job in its own session, so it outlives the page.
 
+Overrides (issue 20): each chosen algorithm's Config fields, and the loop settings, are typed
+inputs prefilled with the preset's values on the chosen suites (resolved from the catalogue by
+`metabench.catalog`); only fields changed from that prefill, and typed sweeps (`FIELD = A,B`),
+become `--set=ALGO.FIELD=VALUE` arguments. `preview` runs the same command with `--dry-run`, so
+the page shows the CLI's own sentence for a bad value, or the cells it would run.
+
 `METABENCH_READONLY=1` hides the form and makes `launch`, `cancel` and `resume` refuse; with
 `METABENCH_TOKEN` set, they need that token (compared in constant time).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,8 +31,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from metabench.catalog import loop_values, preset_values
 from metabench.engine import jobstore
 from metabench.errors import MetabenchError
+from metabench.spec import format_value
 
 READONLY_VAR, TOKEN_VAR = "METABENCH_READONLY", "METABENCH_TOKEN"
 CLI = [sys.executable, "-m", "metabench.cli"]
@@ -83,21 +92,209 @@ def cell_time_estimates(runs: pd.DataFrame, preset: str) -> dict[tuple[str, str]
     return {k: (float(m), int(n)) for (k, m), n in zip(g.median().items(), g.size())}
 
 
-def launch(results_dir: Path, suites: list[str], algorithms: list[str], seeds: str, preset: str, device: str,
-           executor: str, workers: int, ray_address: str = "", token: str | None = None) -> str:
-    """Start a detached job through the CLI; its id. MetabenchError with the CLI's sentence if invalid."""
-    _allowed(token)
+def run_argv(results_dir: Path, suites: list[str], algorithms: list[str], seeds: str, preset: str,
+             device: str = "auto", executor: str = "local", workers: int = 0, ray_address: str = "",
+             sets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """`metabench run ...` as an argument list; `sets` are ``--set=ALGO.FIELD=VALUE`` items."""
     # --opt=value: a value can never be read as another option.
     argv = [*CLI, "run", f"--suites={','.join(suites)}", f"--algorithms={','.join(algorithms)}",
             f"--seeds={seeds}", f"--preset={preset}", f"--device={device}", f"--executor={executor}",
-            f"--workers={int(workers)}", f"--results-dir={results_dir}", "--detach"]
+            f"--workers={int(workers)}", f"--results-dir={results_dir}", *sets]
     if executor == "ray" and ray_address.strip():
         argv.append(f"--ray-address={ray_address.strip()}")
+    return argv
+
+
+def _run_cli(argv: list[str]) -> str:
+    """The command's stdout; MetabenchError with the CLI's one `error:` sentence if it failed."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
         raise MetabenchError(lines[-1].removeprefix("error: ") if lines else proc.stderr.strip()[-300:])
-    return proc.stdout.split()[1]
+    return proc.stdout
+
+
+def launch(results_dir: Path, suites: list[str], algorithms: list[str], seeds: str, preset: str, device: str,
+           executor: str, workers: int, ray_address: str = "", token: str | None = None,
+           sets: list[str] | tuple[str, ...] = ()) -> str:
+    """Start a detached job through the CLI; its id. MetabenchError with the CLI's sentence if invalid."""
+    _allowed(token)
+    out = _run_cli([*run_argv(results_dir, suites, algorithms, seeds, preset, device, executor, workers,
+                              ray_address, sets), "--detach"])
+    return out.split()[1]
+
+
+# `metabench run --dry-run` prints one line per cell: suite, entry, "seed N", state, run id.
+_CELL_LINE = re.compile(r"\s+(\S+)\s+(\S+)\s+seed (\d+)\s+(.+?)\s+(\S+)")
+
+
+def preview(results_dir: Path, suites: list[str], algorithms: list[str], seeds: str, preset: str,
+            sets: list[str] | tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """(the cells `metabench run --dry-run` lists: suite, entry, seed, state, run id; its 'skip'
+    lines). MetabenchError with the CLI's sentence when the spec or an override is invalid."""
+    out = _run_cli([*run_argv(results_dir, suites, algorithms, seeds, preset, sets=sets), "--dry-run"])
+    rows, skips = [], []
+    for line in out.splitlines()[1:]:
+        if line.strip().startswith("skip "):
+            skips.append(line.strip().removeprefix("skip "))
+        elif m := _CELL_LINE.fullmatch(line):
+            rows.append(dict(zip(("suite", "entry", "seed", "state", "run id"), m.groups())))
+    cells = pd.DataFrame(rows, columns=["suite", "entry", "seed", "state", "run id"])
+    return cells.astype({"seed": "int64"}), skips
+
+
+# --- overrides: typed fields prefilled with the preset's values ----------------------------------
+def prefill(cat: dict[str, Any], algorithm: str, preset: str, suites: list[str]
+            ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(field -> `algorithm`'s value under `preset` on the first chosen suite it fits,
+    field -> {suite: value} for the fields whose value differs between the suites it fits)."""
+    algo = next(a for a in cat["algorithms"] if a["name"] == algorithm)
+    by_id = {s["id"]: s for s in cat["suites"]}
+    per_suite = {s: preset_values(algo, preset, by_id[s]) for s in suites if cat["fits"][algorithm][s]["ok"]}
+    return _first_and_differences(per_suite, [f["name"] for f in algo["config"]])
+
+
+def loop_prefill(cat: dict[str, Any], algorithms: list[str], preset: str, suites: list[str]
+                 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The same for the loop settings, over every (algorithm, suite) pair that fits."""
+    algos = {a["name"]: a for a in cat["algorithms"]}
+    by_id = {s["id"]: s for s in cat["suites"]}
+    per_pair = {f"{a} on {s}": loop_values(cat["loop"], algos[a], preset, by_id[s])
+                for a in algorithms for s in suites if cat["fits"][a][s]["ok"]}
+    return _first_and_differences(per_pair, [f["name"] for f in cat["loop"]["fields"]])
+
+
+def _first_and_differences(values: dict[str, dict[str, Any]], fields: list[str]):
+    if not values:
+        return {}, {}
+    first = next(iter(values.values()))
+    differ = {f: {where: v[f] for where, v in values.items()} for f in fields
+              if len({json.dumps(v[f]) for v in values.values()}) > 1}
+    return first, differ
+
+
+def parse_sweep(text: str) -> dict[str, str]:
+    """'inner_steps = 1,3; inner_lr = 0.01,0.1' (';' or new lines between fields) ->
+    {'inner_steps': '1,3', 'inner_lr': '0.01,0.1'}; the values are checked by the CLI."""
+    out: dict[str, str] = {}
+    for item in re.split(r"[;\n]", text or ""):
+        if not item.strip():
+            continue
+        name, eq, values = item.partition("=")
+        if not eq or not name.strip() or not values.strip():
+            raise MetabenchError(f"a sweep is FIELD = VALUE,VALUE,... (e.g. inner_steps = 1,3), got {item.strip()[:60]!r}")
+        out[name.strip()] = values.strip()
+    return out
+
+
+def _same(value: Any, preset_value: Any) -> bool:
+    if isinstance(value, str) and not isinstance(preset_value, str):  # a tuple typed as 'a:b'
+        return value.strip() == format_value(preset_value)
+    return value == preset_value
+
+
+def set_args(target: str, values: dict[str, Any], preset: dict[str, Any], sweep: str = "") -> list[str]:
+    """``--set=TARGET.FIELD=VALUE`` for each field whose value differs from the preset's, and
+    ``--set=TARGET.FIELD=A,B`` for each swept field (a sweep wins over the field's input)."""
+    swept = {k.removeprefix(f"{target}."): v for k, v in parse_sweep(sweep).items()}
+    out = [f"--set={target}.{k}={format_value(v)}" for k, v in values.items()
+           if k not in swept and not _same(v, preset.get(k))]
+    return out + [f"--set={target}.{k}={v}" for k, v in swept.items()]
+
+
+def _step(value: Any) -> float:
+    """A float input's +/- step: one unit of the value's leading digit (0.01 -> 0.01, 0.4 -> 0.1)."""
+    import math
+
+    v = abs(float(value or 0))
+    return 10.0 ** math.floor(math.log10(v)) if v else 0.01
+
+
+def _field_input(f: dict[str, Any], value: Any, key: str, help: str) -> Any:
+    """One typed input for a Config or loop field, prefilled with `value`."""
+    kind, optional = f["type"].removesuffix(" | None"), f["type"].endswith(" | None")
+    hint = "empty = none" if optional else None
+    if kind == "bool" and isinstance(value, bool):
+        return st.checkbox(f["name"], value=value, key=key, help=help)
+    if f.get("choices") and isinstance(value, str):
+        options = list(dict.fromkeys([*f["choices"], value]))
+        return st.selectbox(f["name"], options, index=options.index(value), key=key, help=help)
+    if kind == "int" and (value is None or isinstance(value, int)):
+        return st.number_input(f["name"], value=value, step=1, key=key, help=help, placeholder=hint)
+    if kind == "float" and (value is None or isinstance(value, (int, float))):
+        return st.number_input(f["name"], value=None if value is None else float(value), step=_step(value),
+                               format="%g", key=key, help=help, placeholder=hint)
+    # text, tuples ('a:b') and anything else: as the CLI would take it
+    return st.text_input(f["name"], value=format_value(value), key=key, help=help)
+
+
+def _fresh(prefix: str, context: Any) -> None:
+    """Forget the inputs under `prefix` when the preset or suites change, so they show the new
+    prefill (with a key, a widget keeps its value when its default changes)."""
+    ctx_key, ctx = f"{prefix}_ctx", json.dumps(context)
+    if st.session_state.get(ctx_key) != ctx:
+        stale = [k for k in st.session_state if str(k).startswith(prefix + "_")
+                 and k != ctx_key and not str(k).endswith("_sweep")]   # a typed sweep is kept
+        for k in stale:
+            del st.session_state[k]
+        st.session_state[ctx_key] = ctx
+
+
+def _inputs(target: str, fields: list[dict[str, Any]], values: dict[str, Any], differ: dict[str, dict[str, Any]],
+            prefix: str, sweep_example: str) -> list[str] | None:
+    """A grid of typed inputs plus a sweep box; the `--set` arguments (None: the sweep is malformed)."""
+    got = {}
+    for i, f in enumerate(fields):
+        if i % 4 == 0:
+            cols = st.columns(4)
+        note = ""
+        if f["name"] in differ:
+            note = (" Differs between the chosen suites (" + ", ".join(f"{w}: {format_value(v)}" for w, v in
+                    differ[f["name"]].items()) + "); prefilled from the first, and left unchanged each keeps its own.")
+        with cols[i % 4]:
+            got[f["name"]] = _field_input(f, values.get(f["name"]), f"{prefix}_{f['name']}",
+                                          (f["doc"] or f["type"]) + f" ({f['type']})" + note)
+    sweep = st.text_input("Sweep (comma lists; the cells are every combination)", key=f"{prefix}_sweep",
+                          placeholder=sweep_example,
+                          help="FIELD = A,B,... ; separate several fields with ';'. A swept field ignores its input above.")
+    try:
+        return set_args(target, got, values, sweep)
+    except MetabenchError as exc:
+        st.error(str(exc))
+        return None
+
+
+def settings_inputs(cat: dict[str, Any], algorithm: str, preset: str, suites: list[str]) -> list[str] | None:
+    """An expander with `algorithm`'s Config fields prefilled with `preset` on `suites`."""
+    algo = next(a for a in cat["algorithms"] if a["name"] == algorithm)
+    values, differ = prefill(cat, algorithm, preset, suites)
+    prefix = f"cfg_{algorithm}"
+    _fresh(prefix, [preset, suites])
+    changed = [k for k in values if f"{prefix}_{k}" in st.session_state
+               and not _same(st.session_state[f"{prefix}_{k}"], values[k])]
+    label = f"{algorithm} settings" + (f" — {len(changed)} changed" if changed else "")
+    with st.expander(label):
+        fitting = [s for s in suites if cat["fits"][algorithm][s]["ok"]]
+        st.caption(f"{algo['family']} · {algo['origin']} · prefilled with the **{preset}** preset on "
+                   f"{', '.join(fitting)}; a changed value overrides it on every suite.")
+        if differ:
+            st.caption(f"Prefilled from {fitting[0]}; differs between the chosen suites: {', '.join(differ)} "
+                       f"(hover a field's help for each suite's value).")
+        if not algo["config"]:
+            st.caption("No settings.")
+            return []
+        return _inputs(algorithm, algo["config"], values, differ, prefix, "inner_steps = 1,3")
+
+
+def loop_inputs(cat: dict[str, Any], algorithms: list[str], preset: str, suites: list[str]) -> list[str] | None:
+    """An expander with the loop settings (`loop.FIELD`), shared by every algorithm of the run."""
+    values, differ = loop_prefill(cat, algorithms, preset, suites)
+    _fresh("loop", [preset, suites, algorithms])
+    with st.expander("Loop settings (every algorithm)"):
+        st.caption(f"How the engine drives each cell, prefilled with the **{preset}** preset"
+                   + (f" for {next(iter(next(iter(differ.values()))))}" if differ else "")
+                   + "; a changed value applies to every algorithm (not to the reference rows that do not train).")
+        return _inputs("loop", cat["loop"]["fields"], values, differ, "loop", "meta_steps = 6,12")
 
 
 def cancel(results_dir: Path, job_id: str, token: str | None = None) -> None:
