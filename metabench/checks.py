@@ -79,44 +79,79 @@ def _snapshot(algo) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in algo.meta_parameters().items()}
 
 
-def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 0) -> None:
-    """Training changes meta-parameters; evaluate never does; state round-trips exactly."""
+def make_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 0):
+    """An instance of the algorithm ``name`` (a registered name or import path) on a prepared
+    suite, configured by ``preset``."""
     cls = ALGORITHMS.get(name)
     assert cls.family and cls.supports, f"{name}: set family and supports"
     ok, _ = cls.fits(suite)
     assert ok, f"{name} does not fit {suite.id}"
-    algo = cls(suite, cls.preset_config(preset, suite), suite.device, seed)
+    return cls(suite, cls.preset_config(preset, suite), suite.device, seed)
+
+
+def check_train_step(name: str, algo, suite: Suite) -> dict[str, torch.Tensor]:
+    """One meta-training step returns finite float metrics and changes a meta-parameter; returns
+    the meta-parameters after it (before it, for algorithms that do not meta-train)."""
+    before = _snapshot(algo)
+    if not type(algo).needs_training:
+        return before   # nothing to learn: the engine runs zero training steps
     req = algo.train_request()
     gen = torch.Generator().manual_seed(0)
     batch = suite.sample("train", req.n_tasks, gen, n_way=req.n_way, n_shot=req.n_shot, n_query=req.n_query)
-    before = _snapshot(algo)
-    if cls.needs_training:
-        metrics = algo.meta_train_step(batch)
-        assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), \
-            f"{name}: meta_train_step must return finite floats, got {metrics}"
-        after = _snapshot(algo)
-        assert any(not torch.equal(before[k], after[k]) for k in before), f"{name}: meta_train_step changed nothing"
-    else:
-        after = before   # nothing to learn: the engine runs zero training steps
-    test = next(suite.fixed_tasks("test", 3, batch_size=3))
+    metrics = algo.meta_train_step(batch)
+    assert isinstance(metrics, dict) and metrics and all(
+        isinstance(k, str) and isinstance(v, float) and math.isfinite(v) for k, v in metrics.items()), \
+        f"{name}: meta_train_step must return a non-empty dict of finite Python floats, got {metrics!r}"
+    after = _snapshot(algo)
+    assert any(not torch.equal(before[k], after[k]) for k in before), \
+        f"{name}: meta_train_step changed no meta-parameter (meta_parameters() must return what it learns)"
+    return after
+
+
+def check_evaluate(name: str, algo, suite: Suite, params: dict[str, torch.Tensor], n: int = 3):
+    """``evaluate`` reports the primary metric per task, finite, leaves every meta-parameter as it
+    was and is repeatable. Returns (the state before evaluating, the test batch, the metrics)."""
+    test = next(suite.fixed_tasks("test", n, batch_size=n))
     state = {k: v for k, v in algo.state_dict().items()}
     out1 = algo.evaluate(test)
-    assert suite.primary_metric in out1, f"{name}: evaluate must report {suite.primary_metric!r}"
+    assert isinstance(out1, dict) and suite.primary_metric in out1, \
+        f"{name}: evaluate must report {suite.primary_metric!r} (a dict metric -> tensor of shape (n_tasks,))"
     for k, v in out1.items():
-        assert v.shape == (3,), f"{name}: metric {k} has shape {tuple(v.shape)}, expected (n_tasks,)"
+        assert isinstance(v, torch.Tensor) and v.shape == (n,), \
+            f"{name}: metric {k} has shape {tuple(getattr(v, 'shape', ()))}, expected (n_tasks,) = ({n},)"
         assert bool(torch.isfinite(v).all()), f"{name}: metric {k} is not finite"
-    for k, v in _snapshot(algo).items():
-        assert torch.equal(v, after[k]), f"{name}: evaluate changed meta-parameter {k}"
+    now = _snapshot(algo)
+    assert set(now) == set(params), f"{name}: evaluate changed the set of meta-parameters"
+    for k, v in now.items():
+        assert torch.equal(v, params[k]), f"{name}: evaluate changed meta-parameter {k}; it must adapt a copy"
     out2 = algo.evaluate(test)
     for k in out1:
-        assert torch.allclose(out1[k], out2[k]), f"{name}: evaluate is not repeatable ({k})"
-    clone = cls(suite, algo.config, suite.device, seed + 1)
+        assert torch.allclose(out1[k], out2[k]), f"{name}: evaluate is not repeatable ({k} changed between two calls)"
+    return state, test, out1
+
+
+def check_state_round_trip(name: str, algo, state: dict, test, out1: dict, seed: int = 0) -> None:
+    """A fresh instance (another seed) loaded with ``state`` evaluates exactly like the original."""
+    clone = type(algo)(algo.suite, algo.config, algo.device, seed + 1)
     clone.load_state_dict(state)
     out3 = clone.evaluate(test)
     for k in out1:
-        assert torch.allclose(out1[k], out3[k], atol=1e-6), f"{name}: state_dict round trip changed {k}"
+        assert torch.allclose(out1[k], out3[k], atol=1e-6), \
+            f"{name}: state_dict round trip changed {k} (load_state_dict must restore everything evaluate uses)"
     proto = algo.protocol
-    assert set(proto) >= {"transductive", "query_batch"}
+    assert set(proto) >= {"transductive", "query_batch"}, f"{name}: protocol must name transductive and query_batch"
+
+
+def check_algorithm(name: str, suite: Suite, preset: str = "smoke", seed: int = 0) -> None:
+    """The static class contract; training changes meta-parameters; evaluate never does; state
+    round-trips exactly. (``metabench.conformance`` adds the engine-level checks.)"""
+    from metabench.algorithms.base import check_algorithm_class
+
+    check_algorithm_class(name, ALGORITHMS.get(name))
+    algo = make_algorithm(name, suite, preset, seed)
+    after = check_train_step(name, algo, suite)
+    state, test, out1 = check_evaluate(name, algo, suite, after)
+    check_state_round_trip(name, algo, state, test, out1, seed)
 
 
 def check_rl_suite(suite) -> None:

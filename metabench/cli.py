@@ -54,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells the run would have (and which are already finished), run nothing")
 
+    p = sub.add_parser("check", help="run the conformance checks on an algorithm (a plugin or a built-in)",
+                       description="Hold an algorithm to the checks the built-ins pass: the class contract, one "
+                                   "training step, evaluate and state_dict, then smoke cells on the CPU (finishes, "
+                                   "declared finite metrics, no test tasks while training, same seed -> same rows, "
+                                   "kill + resume -> same rows). Exit 0 if all pass, 1 if any fails, 2 on bad input.")
+    p.add_argument("target", help="package.module:Class, an installed entry-point name, or a built-in name")
+    p.add_argument("--suite", default=None,
+                   help="suite id (or a folder holding metabench-suite.toml) to check on (default: the first of "
+                        "sinusoid-5shot, bandit-k5-n10, omniglot-5w1s, navigation2d ... that the algorithm fits)")
+    p.add_argument("--results-dir", default=None,
+                   help="keep the smoke cells' results here (default: a temporary folder, removed afterwards)")
+    p.add_argument("--data-dir", default=None, help="dataset root (default: $METABENCH_DATA, then a per-user cache)")
+    p.add_argument("--no-download", action="store_true", help="never download missing datasets")
+
     p = sub.add_parser("jobs", help="list, show, cancel or resume jobs (runs started by `metabench run` or the dashboard)")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
     j = jsub.add_parser("list", help="every job in the results folder, newest first")
@@ -245,6 +259,24 @@ def _latest_metric(cell: dict) -> str:
     return ""
 
 
+def cmd_check(args) -> int:
+    from metabench.conformance import format_result, run_checks
+
+    def start(report) -> None:
+        print(f"metabench check {report.target} ({report.origin}) on {report.suite}, CPU, preset smoke")
+
+    report = run_checks(args.target, args.suite, results_dir=args.results_dir, data_root=args.data_dir,
+                        allow_download=not args.no_download, on_start=start,
+                        on_result=lambda r: print("  " + format_result(r), flush=True))
+    passed = sum(r.ok is True for r in report.results)
+    if report.ok:
+        print(f"all {passed} checks passed")
+        return 0
+    print(f"{len(report.failed)} of {len(report.results)} checks failed: "
+          f"{'; '.join(r.title for r in report.failed)}")
+    return 1
+
+
 def cmd_jobs(args) -> int:
     from metabench.engine import jobstore
 
@@ -406,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     handlers = {"list": cmd_list, "run": cmd_run, "jobs": cmd_jobs, "leaderboard": cmd_leaderboard,
-                "data": cmd_data, "app": cmd_app, "results": cmd_results}
+                "data": cmd_data, "app": cmd_app, "results": cmd_results, "check": cmd_check}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:

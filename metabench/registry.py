@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
+import sys
 from typing import Callable, Generic, Iterator, TypeVar
 
 from metabench.errors import ConfigError
@@ -76,8 +78,15 @@ class Registry(Generic[T]):
         self.get(name)
         return self._origins[name]
 
-    def _import(self, path: str) -> T:
+    def load_object(self, path: str) -> object:
+        """The object an import path names, imported but not checked nor registered (ConfigError
+        when it cannot be imported). The current directory is searched too, after everything
+        else, as ``python -m`` would: ``metabench run --algorithms mymod:MyAlgo`` works from the
+        folder holding ``mymod.py`` (the console script's sys.path lacks it)."""
         module_name, attr = path.split(":")
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.append(cwd)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -88,7 +97,10 @@ class Registry(Generic[T]):
                               f"{type(exc).__name__}: {exc}") from None
         if not hasattr(module, attr):
             raise ConfigError(f"module {module_name!r} has no {attr!r} (the {self.kind} {path!r})")
-        obj = getattr(module, attr)
+        return getattr(module, attr)
+
+    def _import(self, path: str) -> T:
+        obj = self.load_object(path)
         if self.check is not None:
             obj = self.check(path, obj)
         self._items[path] = obj
