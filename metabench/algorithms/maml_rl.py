@@ -48,8 +48,9 @@ Differences from the paper
     * Like the paper and pytorch-maml-rl, the meta-gradient ignores how theta changes the
       distribution of the *pre-update* trajectories (the term that ProMP/DiCE add).
     * Navigation episodes do not end early at the goal (see the suite); the quick preset uses a
-      64-64 tanh policy (pytorch-maml-rl's) and fewer meta-iterations than the paper's 500
-      (the paper picks the best training checkpoint; we evaluate the last).
+      64-64 tanh policy (pytorch-maml-rl's; the paper: 100-100 ReLU, which the `paper` preset
+      keeps) and fewer meta-iterations than the paper's 500 (the paper picks the best training
+      checkpoint; we evaluate the last).  Both are compute budgets, as is `exact_fvp=False`.
     * Evaluation uses the suite's 20 trajectories per step (the paper: 40), step size 0.1 for
       the first step and `later_inner_lr` (paper: 0.05) after.
 """

@@ -62,6 +62,10 @@ Differences from the papers
       of `batch_trials` whole trials is `batch_trials` x trial length transitions).
     * MQL evaluates on MuJoCo locomotion with its own protocol; here it runs on the RL² bandits
       and MDPs, 2-D navigation and the MAML half-cheetah tasks, scored like every other learner.
+      MQL is TD3 only; on the discrete suites its Q-learning is double DQN (the discrete
+      counterpart), without the `dueling` head (ours, off in every preset).
+    * Tuned constants (`quick`, discrete): discount 0.9 and 16 gradient steps per meta-step (see
+      the preset's comment); `quick` networks are smaller than TD3's (64 units, a compute budget).
 """
 from __future__ import annotations
 
