@@ -30,6 +30,10 @@ st.caption(
     "same tasks; **tie** means p ≥ 0.05. *P(beats best)*: the fraction of tasks on which the "
     "entry does better than the best (ties count half). Rows differing in transductive or query "
     "batch follow different protocols."
+    + (" A *variant* (e.g. `maml[inner_steps=3]`) is an algorithm run with overrides of its preset: "
+       "its own entry, never averaged with the preset's runs; *Changes* says what differs, and "
+       "published numbers sit only beside rows without overrides."
+       if (board["changes"] != "").any() else "")
 )
 
 st.header("Across suites")

@@ -276,3 +276,35 @@ def test_corrupt_file_banner_names_it_and_pages_still_work(monkeypatch, fixture_
     assert {m.label: m.value for m in at.metric}["Runs"] == "11"
     at = _leaderboard(at)  # (AppTest runs the page alone; the server runs app.py, banner included)
     assert at.dataframe  # the leaderboard works on the remaining files
+
+
+@pytest.fixture(scope="module")
+def variant_dir(tmp_path_factory) -> Path:
+    from metabench.results.fixtures import write_variant_fixture
+
+    return write_variant_fixture(tmp_path_factory.mktemp("variants"))
+
+
+def test_pages_label_entries_by_variant(monkeypatch, fixture_dir, variant_dir):
+    """Issue 20: runs with overrides are their own entries, named by variant on every page; plain
+    results show no Changes column (the table as before)."""
+    v3, v3l = "maml[inner_steps=3]", "maml[inner_steps=3,loop.meta_steps=40]"
+    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py")
+    assert "Changes" not in at.dataframe[0].value.columns or not at.dataframe[0].value["Changes"].any()
+    at = _page(monkeypatch, variant_dir, "pages/leaderboard.py", suite="sinusoid-5shot")
+    table = at.dataframe[0].value
+    assert table["Algorithm"].tolist() == [v3, "maml", v3l, "reptile"]
+    assert table["Mean"].tolist() == pytest.approx([0.20, 0.30, 0.40, 0.50])
+    assert table["Changes"].tolist() == ["inner_steps=3", "", "inner_steps=3, loop.meta_steps=40", ""]
+    assert table["Seeds"].tolist() == [2, 2, 2, 2]
+    assert any("*variant*" in c.value for c in at.caption)
+    assert {v3, v3l, "maml"} <= set(at.dataframe[1].value["Entry"])  # the aggregate, per variant
+    at = _page(monkeypatch, variant_dir, "pages/curves.py", suite="sinusoid-5shot")
+    assert any(f"Seeds per entry: maml 2, {v3l} 2, {v3} 2, reptile 2." in c.value for c in at.caption)
+    at = _page(monkeypatch, variant_dir, "pages/per_task.py", suite="sinusoid-5shot")
+    assert at.selectbox(key="url_a").value == v3 and at.selectbox(key="url_b").value == "maml"
+    assert {m.label: m.value for m in at.metric}["Mean A − B"] == "-0.100"
+    at = _page(monkeypatch, variant_dir, "pages/cost.py", suite="sinusoid-5shot")
+    assert set(at.dataframe[0].value["Entry"]) == {"maml", "reptile", v3, v3l}
+    at = _page(monkeypatch, variant_dir, "pages/export.py", suite="sinusoid-5shot")
+    assert r"maml[inner\_steps=3] & optimization & \textbf{0.200" in at.code[0].value

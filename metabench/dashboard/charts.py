@@ -7,15 +7,18 @@ import pandas as pd
 
 from metabench.results import metrics as _metrics
 
-# Columns that tell two leaderboard rows of the same algorithm apart, in the order they are
+# Columns that tell two leaderboard rows of the same variant apart, in the order they are
 # appended to its label when they differ.
 _DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch")
 
 
 def entry_labels(df: pd.DataFrame) -> pd.Series:
-    """One unique label per leaderboard row: the algorithm, plus whatever sets its rows apart."""
-    varying = [c for c in _DISTINGUISHING if df.groupby("algorithm")[c].nunique(dropna=False).max() > 1]
-    labels = df["algorithm"].astype(str)
+    """One unique label per leaderboard row: its variant (``maml[inner_steps=3]``; the plain
+    algorithm name without overrides, or in a frame without a ``variant`` column), plus whatever
+    sets its rows apart."""
+    name = df["variant"].fillna(df["algorithm"]) if "variant" in df else df["algorithm"]
+    varying = [c for c in _DISTINGUISHING if c in df and df.groupby(name)[c].nunique(dropna=False).max() > 1]
+    labels = name.astype(str)
     for column in varying:
         values = df[column].map(
             lambda v: ("transductive" if v else "inductive") if isinstance(v, bool) else str(v)

@@ -550,7 +550,8 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "Rank": df["rank"],
-            "Algorithm": df["algorithm"],
+            "Algorithm": df["variant"].fillna(df["algorithm"]),  # the entry: maml, maml[inner_steps=3]
+            "Changes": df["changes"].fillna(""),  # the overrides of the preset, readably; '' = none
             "Family": df["family"],
             "Mean": df["mean"] * scale,
             "95% CI": ci,  # a range reads better than "± half-width" next to the mean
@@ -599,13 +600,23 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     # Protocol columns that are the same on every row are said once under the table instead,
     # so the table fits a laptop screen (the exports keep every column).
     same = [c for c in PROTOCOL_COLUMNS if table[c].astype(str).nunique() == 1]
+    # The Changes column only when some row has overrides (plain rows: the table as before).
+    hidden = same + ([] if (table["Changes"] != "").any() else ["Changes"])
     st.dataframe(
         table,
         hide_index=True,
-        column_order=[c for c in table.columns if c not in same],
+        column_order=[c for c in table.columns if c not in hidden],
         column_config={
             # Narrow columns for short values, so the whole table fits a laptop screen.
             **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
+            "Algorithm": st.column_config.TextColumn(
+                help="The entry: the algorithm, with its overrides of the preset in brackets when it "
+                "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together."
+            ),
+            "Changes": st.column_config.TextColumn(
+                help="What this variant changes relative to the preset (Config fields; loop.* = loop "
+                "settings); empty for the preset itself."
+            ),
             "Mean": st.column_config.NumberColumn(
                 format=_number_format(table["Mean"], scale), help=_metrics.label(metric)
             ),
@@ -628,7 +639,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             ),
             "Published": st.column_config.TextColumn(
                 help="The paper's number for the same algorithm, split, transductive flag and metric "
-                "(its 95% half-width when given); full citations under the table."
+                "(its 95% half-width when given), for rows without overrides only; full citations "
+                "under the table."
             ),
         },
     )
@@ -655,7 +667,7 @@ def task_features(values: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def smooth_curves(df: pd.DataFrame, weight: float, max_points: int = 500) -> pd.DataFrame:
     """EMA-smooth each entry's mean and band (``weight`` 0 = off) and thin each line to at
     most ``max_points`` steps (evenly spaced, last kept) so the browser draws it quickly."""
-    keys = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]
+    keys = [k for k in ("algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch") if k in df]
     groups = df.groupby(keys, dropna=False, sort=False)
     if weight > 0:
         alpha = 1.0 - weight

@@ -129,6 +129,10 @@ class CellRunner:
             "query_batch": protocol["query_batch"], "n_test_tasks": int(self.n_test),
             "config": json.dumps(config, sort_keys=True), "metabench_version": metabench.__version__,
             "torch_version": torch.__version__, "error": error,
+            # Which entry the run is a seed of, and where its algorithm came from (issue 20).
+            "variant": self.cell.variant, "overrides": json.dumps(self.cell.overrides, sort_keys=True),
+            "origin": ALGORITHMS.origin(self.cell.algorithm),
+            "contract_version": int(self.algo_cls.contract_version),
         }
 
     def _write_runs(self, **kw) -> None:

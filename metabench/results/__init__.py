@@ -8,7 +8,9 @@ No torch and no Streamlit here, so the CLI and the dashboard can import it cheap
 - ``query``: ``ResultsDB``, DuckDB queries over a results folder (leaderboard, curves, tasks).
 - ``stats``: confidence intervals and seed/task summaries as pure functions.
 - ``export``: ``format_leaderboard`` as table, CSV or Markdown.
-- ``fixtures``: ``write_fixture_results``, a small fake results folder for tests and demos.
+- ``fixtures``: ``write_fixture_results``, a small fake results folder for tests and demos
+  (``write_variant_fixture``: the same plus variants of maml).
+- ``variants``: how a run's overrides of its preset read in a leaderboard (``changes``).
 """
 
 from metabench.results.export import format_leaderboard

@@ -25,13 +25,15 @@ REPS = 2000
 
 
 def entry_labels(df: pd.DataFrame) -> pd.Series:
-    """One label per row: the algorithm, plus whichever of ``DISTINGUISHING`` sets its rows
-    apart (only columns present in ``df`` and varying within one algorithm)."""
+    """One label per row: the variant (``maml[inner_steps=3]``; the algorithm when ``df`` has no
+    ``variant`` column), plus whichever of ``DISTINGUISHING`` sets its rows apart (only columns
+    present in ``df`` and varying within one variant)."""
     if df.empty:
         return pd.Series([], dtype=object, index=df.index)
+    name = df["variant"].fillna(df["algorithm"]) if "variant" in df else df["algorithm"]
     present = [c for c in DISTINGUISHING if c in df]
-    varying = [c for c in present if df.groupby("algorithm")[c].nunique(dropna=False).max() > 1]
-    labels = df["algorithm"].astype(str)
+    varying = [c for c in present if df.groupby(name)[c].nunique(dropna=False).max() > 1]
+    labels = name.astype(str)
     for column in varying:
         values = df[column].map(
             lambda v: ("transductive" if v else "inductive") if isinstance(v, (bool, np.bool_)) else str(v)
@@ -65,10 +67,11 @@ def aggregate(scores: pd.DataFrame, reps: int = REPS, seed: int = 0) -> Aggregat
     )
     if scores.empty:
         return empty
-    # An entry is an algorithm (and preset): its protocol (e.g. transductive) is part of how it
-    # runs on each suite, so it may differ between suites without making two entries.
+    # An entry is a variant (an algorithm plus its overrides) and preset: its protocol (e.g.
+    # transductive) is part of how it runs on each suite, so it may differ between suites without
+    # making two entries. Variants of one algorithm are separate entries, never pooled.
     df = scores.copy()
-    df["entry"] = entry_labels(df[["algorithm", "preset"]])
+    df["entry"] = entry_labels(df[[c for c in ("algorithm", "variant", "preset") if c in df]])
     df = df.groupby(["suite", "metric", "entry", "seed"], as_index=False).agg(
         algorithm=("algorithm", "first"), family=("family", "first"), value=("value", "mean"))
     rules, left_out, parts = [], [], []

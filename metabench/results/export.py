@@ -5,6 +5,9 @@ processing). Table, Markdown and LaTeX are for reading and papers: ``mean ± 95%
 column, values in the metric's unit, the best entry and those tied with it (paired t-test
 p >= ``query.TIE_ALPHA``) in bold (Markdown, LaTeX), and a caption naming the suite, the
 protocol and the number of test tasks.
+
+Entries are named by their variant (``maml[inner_steps=3]``; the plain algorithm name when the
+run used its preset as is, so tables of plain runs read as before) in the "algorithm" column.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ FILE_FORMATS = (*FORMATS, "parquet")
 
 # (column in the leaderboard frame, header) of the human-readable formats, after "mean ± 95% CI".
 _TEXT_COLUMNS = [
-    ("algorithm", "algorithm"), ("family", "family"), ("preset", "preset"),
+    ("variant", "algorithm"), ("family", "family"), ("preset", "preset"),
     ("std_seeds", "std (seeds)"), ("n_seeds", "seeds"), ("n_tasks", "tasks"),
     ("split_scheme", "split"), ("transductive", "transductive"), ("query_batch", "query batch"),
     ("vs_best", "vs best"), ("prob_improvement", "P(beats best)"),
@@ -117,6 +120,12 @@ def _tex(text: object) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in _plain(text))
 
 
+def _entry(rec: dict) -> object:
+    """A leaderboard row's name: its variant, or the algorithm in a frame without variants."""
+    variant = rec.get("variant")
+    return rec.get("algorithm") if _missing(variant) else variant
+
+
 def _latex(df: pd.DataFrame) -> str:
     """A booktabs table: rank, algorithm, family, mean ± CI (bold = best or tied), std over seeds,
     seeds, p vs best; protocol columns only where rows differ (else they are in the caption)."""
@@ -140,7 +149,7 @@ def _latex(df: pd.DataFrame) -> str:
             cell = rf"\textbf{{{cell}}}"
         p = rec.get("p_vs_best")
         p_text = "--" if _missing(p) else ("$<$0.001" if p < 0.001 else f"{p:.3f}")
-        row = [_tex(rec["rank"]), _tex(rec["algorithm"]), _tex(rec["family"]), cell,
+        row = [_tex(rec["rank"]), _tex(_entry(rec)), _tex(rec["family"]), cell,
                num(rec["std_seeds"]), _tex(rec["n_seeds"]), *[_tex(rec[c]) for c, _ in varying], p_text]  # fmt: skip
         lines.append(" & ".join(row) + r" \\")
     suite = _plain(df["suite"].iloc[0]) if "suite" in df else "leaderboard"
@@ -171,7 +180,7 @@ def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cell = mean if _missing(ci) else f"{mean} ± {format_value(metric, ci)}"
         row = [_plain(rec["rank"]), cell]
         for column, _ in columns:
-            value = rec[column]
+            value = _entry(rec) if column == "variant" else rec[column]
             if column == "published" and not _missing(value):
                 pci = rec.get("published_ci95")
                 row.append(format_value(metric, value) + ("" if _missing(pci) else f" ± {format_value(metric, pci)}"))

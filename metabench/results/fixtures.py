@@ -28,10 +28,24 @@ Runs that a leaderboard must leave out: a finished protonet run of omniglot-5w1s
 (every task 0.50), a *failed* maml seed-2 run (every task 0.20, tasks file present on purpose),
 and a *running* snail run (curves only). The folder also holds a ``jobs/`` folder, a checkpoint
 ``.pt`` file and a leftover hidden temporary file, all of which readers must ignore.
+
+``write_variant_fixture`` adds, on top of that folder, two *variants* of maml on sinusoid-5shot
+(issue 20) with the same seeds 0 and 1 as the plain maml runs, which the leaderboard must keep
+apart (never average with maml):
+
+======================================  =================================  ======  ====  ====  ====
+variant                                 changes (overrides)                metric  base  e     d
+======================================  =================================  ======  ====  ====  ====
+maml[inner_steps=3]                     inner_steps=3                      mse@10  0.20  0.04  0.01
+maml[inner_steps=3]                     inner_steps=3                      mse@1   1.00  0.08  0.05
+maml[inner_steps=3,loop.meta_steps=40]  inner_steps=3, loop.meta_steps=40  mse@10  0.40  0.05  0.02
+maml[inner_steps=3,loop.meta_steps=40]  inner_steps=3, loop.meta_steps=40  mse@1   1.30  0.10  0.05
+======================================  =================================  ======  ====  ====  ====
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -41,6 +55,7 @@ from typing import Any
 
 from metabench.results.schema import curves_file_name
 from metabench.results.writer import write_table
+from metabench.spec import variant_label
 
 N_TASKS = 10
 _T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -98,12 +113,39 @@ def write_fixture_results(results_dir: str | os.PathLike) -> Path:
     return root
 
 
+#: The variants ``write_variant_fixture`` adds: (overrides, {metric: (base, e, d)}).
+VARIANTS: list[tuple[dict[str, dict[str, Any]], dict[str, tuple[float, float, float]]]] = [
+    ({"config": {"inner_steps": 3}}, {"mse@10": (0.20, 0.04, 0.01), "mse@1": (1.00, 0.08, 0.05)}),
+    ({"config": {"inner_steps": 3}, "loop": {"meta_steps": 40}},
+     {"mse@10": (0.40, 0.05, 0.02), "mse@1": (1.30, 0.10, 0.05)}),
+]  # fmt: skip
+
+
+def write_variant_fixture(results_dir: str | os.PathLike) -> Path:
+    """``write_fixture_results`` plus the ``VARIANTS`` of maml on sinusoid-5shot (seeds 0 and 1,
+    like the plain maml runs; see the module docstring); returns the folder."""
+    root = write_fixture_results(results_dir)
+    index = 20
+    for overrides, values in VARIANTS:
+        for seed in (0, 1):
+            sign = 1.0 if seed == 0 else -1.0
+            tasks = {m: [_task_mean(base, e, i) + sign * d for i in range(N_TASKS)]
+                     for m, (base, e, d) in values.items()}  # fmt: skip
+            _write_run(root, index, "sinusoid-5shot", "maml", "optimization", seed, "finished", tasks,
+                       overrides=overrides)  # fmt: skip
+            index += 1
+    return root
+
+
 def _task_mean(base: float, e: float, i: int) -> float:
     return base + e if i % 2 == 0 else base - e
 
 
-def _run_id(suite: str, algorithm: str, seed: int, version: int) -> str:
-    return f"{suite}-v{version}-{algorithm}-s{seed}"
+def _run_id(suite: str, algorithm: str, seed: int, version: int, overrides: dict | None = None) -> str:
+    extra = ""
+    if overrides:  # as metabench.spec.Cell.run_id: one folder per set of overrides
+        extra = "-" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{suite}-v{version}-{algorithm}-s{seed}{extra}"
 
 
 def _write_run(
@@ -120,10 +162,12 @@ def _write_run(
     transductive: bool = False,
     query_batch: str = "n/a",
     error: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     default_version, primary, split_scheme = _SUITES[suite]
     version = default_version if version is None else version
-    run_id = _run_id(suite, algorithm, seed, version)
+    overrides = overrides or {}
+    run_id = _run_id(suite, algorithm, seed, version, overrides)
     folder = root / run_id
     started = _T0 + timedelta(hours=index)
     steps = list(range(0, 100, 10)) if status != "running" else list(range(0, 50, 10))
@@ -156,6 +200,10 @@ def _write_run(
             "metabench_version": "0.1.0",
             "torch_version": "2.5.1",
             "error": error,
+            "variant": variant_label(algorithm, overrides),
+            "overrides": json.dumps(overrides, sort_keys=True),
+            "origin": "built-in",
+            "contract_version": 1,
         },
         folder / "runs.parquet",
         "runs",

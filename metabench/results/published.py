@@ -6,7 +6,9 @@ checked (``check``: P = read in the paper or a paper table quoting it; S = a sec
 named in ``source``). Values are in metabench's units (accuracy as a fraction).
 
 A published number is shown beside a leaderboard row only when the protocol matches: same suite,
-same split scheme, same ``transductive`` flag and the same algorithm name (``attach_published``).
+same split scheme, same ``transductive`` flag and the same algorithm name (``attach_published``),
+and only to a plain row: a variant with overrides of its preset (``maml[inner_steps=3]``) is not
+the paper's setting, so it never gets the paper's number.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from functools import lru_cache
 from importlib import resources
 
 import pandas as pd
+
+from metabench.results.variants import is_plain
 
 #: Columns of ``published_for``, in order.
 PUBLISHED_COLUMNS = ["suite", "split_scheme", "algorithm", "variant", "metric", "value", "ci95", "transductive",
@@ -57,14 +61,17 @@ def _first_by_protocol(suite: str) -> dict[tuple, dict]:
 def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
     """``board`` (a leaderboard frame) with ``published``, ``published_ci95`` and ``published_source``.
 
-    A row gets the first published number with the same algorithm, split scheme, transductive
-    flag and metric; NaN when the protocol of no published number matches.
+    A plain row (``variant`` equal to ``algorithm``, or no ``variant`` column) gets the first
+    published number with the same algorithm, split scheme, transductive flag and metric; NaN
+    when the protocol of no published number matches, and for every variant with overrides.
     """
     out = board.copy()
     first = _first_by_protocol(suite)  # a dict lookup per row: pandas masks per row cost ~10 ms
     values, cis, sources = [], [], []
     for rec in out.to_dict("records"):
-        hit = first.get((rec.get("algorithm"), rec.get("split_scheme"), bool(rec.get("transductive")), rec.get("metric")))
+        plain = is_plain(rec.get("variant"), rec.get("algorithm"))
+        hit = plain and first.get((rec.get("algorithm"), rec.get("split_scheme"), bool(rec.get("transductive")),
+                                   rec.get("metric")))  # fmt: skip
         values.append(float(hit["value"]) if hit else float("nan"))
         cis.append(float(hit["ci95"]) if hit else float("nan"))
         sources.append(str(hit["citation"]) if hit else None)

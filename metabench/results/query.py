@@ -13,6 +13,12 @@ of every query and listed by ``ResultsDB.problems()``.
 
 Queries never raise because a folder is empty or missing: they return empty frames with the
 documented columns.
+
+Entries (issue 20): runs are seeds of one entry only when suite, suite version, split scheme,
+protocol (transductive, query_batch), preset and *variant* (the algorithm plus its overrides of
+the preset, ``runs.variant``) all agree. Every query that groups or labels entries carries
+``variant``; for runs written before variants existed it is the algorithm name (``_sync`` fills in
+``schema.LEGACY_DEFAULTS`` as it loads each file).
 """
 
 from __future__ import annotations
@@ -33,13 +39,14 @@ from metabench.errors import ResultsError
 from metabench.results import metrics as _metrics
 from metabench.results.ids import run_dir
 from metabench.results.published import attach_published
-from metabench.results.schema import CURVES, GLOBS, RUNS, SCHEMAS, TASKS
+from metabench.results.schema import CURVES, GLOBS, LEGACY_DEFAULTS, RUNS, SCHEMAS, TASKS
 from metabench.results.stats import ci_halfwidth, paired_comparison
+from metabench.results.variants import changes_text
 from metabench.results.verify import Problem, check_results_file_cached
 
 #: Columns of ``ResultsDB.leaderboard``, in order.
 LEADERBOARD_COLUMNS = [
-    "rank", "algorithm", "family", "preset", "mean", "ci_low", "ci_high", "ci95", "std_seeds",
+    "rank", "algorithm", "variant", "changes", "family", "preset", "mean", "ci_low", "ci_high", "ci95", "std_seeds",
     "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
     "query_batch", "suite", "vs_best", "p_vs_best", "prob_improvement", "published",
     "published_ci95", "published_source",
@@ -53,10 +60,11 @@ TIE_ALPHA = 0.05
 CURVE_EXCLUDED = ("failed", "diverged")
 #: How many unfiltered scans a ResultsDB remembers (see ``ResultsDB._memo``).
 MEMO_SIZE = 64
-#: The entry key: rows of one leaderboard differ in at least one of these.
-ENTRY_KEYS = ["algorithm", "preset", "split_scheme", "transductive", "query_batch"]
+#: The entry key: rows of one leaderboard differ in at least one of these (the suite and its
+#: version are fixed per leaderboard). ``variant`` names the algorithm too.
+ENTRY_KEYS = ["algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch"]
 #: Run columns attached to each curve point / task value.
-_RUN_KEYS = ["run_id", "algorithm", "family", "preset", "seed", "status", "suite_version",
+_RUN_KEYS = ["run_id", "algorithm", "variant", "family", "preset", "seed", "status", "suite_version",
              "split_scheme", "transductive", "query_batch"]  # fmt: skip
 CURVES_COLUMNS = _RUN_KEYS + [c for c in CURVES.names if c != "run_id"]
 TASKS_COLUMNS = _RUN_KEYS + [c for c in TASKS.names if c != "run_id"]
@@ -65,6 +73,12 @@ TASKS_COLUMNS = _RUN_KEYS + [c for c in TASKS.names if c != "run_id"]
 _RUNS = "runs AS (SELECT * FROM t_runs)"
 _CURVES = "curves AS (SELECT * FROM t_curves)"
 _TASKS = "tasks AS (SELECT * FROM t_tasks)"
+# Runs (any status) of the suite's newest version: the population of the curve queries.
+_NEWEST = """
+newest AS (
+    SELECT * FROM runs
+    WHERE suite = $suite AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
+)"""
 # Finished runs of the newest suite version that has finished runs: the leaderboard's population.
 _FINISHED = """
 finished AS (
@@ -103,7 +117,8 @@ WHERE t.split = 'test' ORDER BY t.metric
 
 # Tasks are paired across algorithms (same task_id = same task), so average each task over seeds
 # first and put the interval over tasks; the seed spread is the std of the per-seed means.
-# `g` numbers the (algorithm, preset, protocol) groups so NULLs in older files still group.
+# `g` numbers the (variant, preset, protocol) groups so NULLs in older files still group; two
+# variants of one algorithm (e.g. maml and maml[inner_steps=3]) are two groups, never averaged.
 # One scan of the tasks table returns both the per-task and the per-seed means of every group
 # (a few thousand rows); the summaries and paired tests are then computed on those. The scans
 # cover every entry of the suite; the family / preset / split-scheme filters then select entries
@@ -115,11 +130,12 @@ def _grouped(descriptors: bool = False) -> str:
     return f"""
 grouped AS (
     SELECT *, dense_rank() OVER (
-        ORDER BY algorithm, preset, split_scheme, transductive, query_batch) AS g
+        ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch) AS g
     FROM finished
 ),
 groups AS (
-    SELECT g, any_value(algorithm) AS algorithm, any_value(family) AS family,
+    SELECT g, any_value(algorithm) AS algorithm, any_value(variant) AS variant,
+           any_value(overrides) AS overrides, any_value(family) AS family,
            any_value(preset) AS preset, any_value(split_scheme) AS split_scheme,
            any_value(transductive) AS transductive, any_value(query_batch) AS query_batch,
            any_value(suite_version) AS suite_version
@@ -147,20 +163,23 @@ SELECT * FROM groups ORDER BY g
 
 _TASK_VALUES_SQL = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped(descriptors=True)}
-SELECT grp.algorithm, grp.family, grp.preset, grp.split_scheme, grp.transductive, grp.query_batch,
-       c.task_id, avg(c.value) AS value, count(*) AS n_seeds, any_value(c.descriptors) AS descriptors
+SELECT grp.algorithm, grp.variant, grp.family, grp.preset, grp.split_scheme, grp.transductive,
+       grp.query_batch, c.task_id, avg(c.value) AS value, count(*) AS n_seeds,
+       any_value(c.descriptors) AS descriptors
 FROM cells c JOIN groups grp USING (g)
-GROUP BY ALL ORDER BY grp.algorithm, grp.preset, c.task_id
+GROUP BY grp.g, grp.algorithm, grp.variant, grp.family, grp.preset, grp.split_scheme, grp.transductive,
+         grp.query_batch, c.task_id
+ORDER BY grp.algorithm, grp.variant, grp.preset, grp.g, c.task_id
 """
 
 _RUN_COSTS_SQL = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped()}
-SELECT r.run_id, r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
-       r.seed, r.wall_time_s, r.peak_memory_mb, r.meta_steps, r.device,
+SELECT r.run_id, r.algorithm, r.variant, r.family, r.preset, r.split_scheme, r.transductive,
+       r.query_batch, r.seed, r.wall_time_s, r.peak_memory_mb, r.meta_steps, r.device,
        avg(t.value) AS value, count(*) AS n_tasks
 FROM grouped r JOIN tasks t ON t.run_id = r.run_id
 WHERE t.split = 'test' AND t.metric = $metric
-GROUP BY ALL ORDER BY r.algorithm, r.preset, r.seed
+GROUP BY ALL ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id
 """
 
 _FACETS_SQL = f"""
@@ -168,7 +187,8 @@ WITH {_RUNS}, {_FINISHED}
 SELECT list(DISTINCT family ORDER BY family) AS families,
        list(DISTINCT preset ORDER BY preset) AS presets,
        list(DISTINCT split_scheme ORDER BY split_scheme) AS split_schemes,
-       mode(split_scheme) AS main_split_scheme
+       mode(split_scheme) AS main_split_scheme,
+       list(DISTINCT variant ORDER BY variant) AS variants
 FROM finished
 """
 
@@ -185,70 +205,57 @@ main AS (
     SELECT suite, mode(primary_metric) AS metric, mode(split_scheme) AS split_scheme
     FROM sel GROUP BY suite
 )
-SELECT s.suite, s.algorithm, any_value(s.family) AS family, s.preset, s.transductive,
+SELECT s.suite, s.algorithm, s.variant, any_value(s.family) AS family, s.preset, s.transductive,
        s.query_batch, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
 FROM sel s JOIN main m ON m.suite = s.suite AND m.split_scheme = s.split_scheme
 JOIN tasks t ON t.run_id = s.run_id AND t.metric = m.metric AND t.split = 'test'
-GROUP BY s.suite, s.algorithm, s.preset, s.transductive, s.query_batch, s.seed, m.metric
-ORDER BY s.suite, s.algorithm, s.preset, s.seed
+GROUP BY s.suite, s.algorithm, s.variant, s.preset, s.transductive, s.query_batch, s.seed, m.metric
+ORDER BY s.suite, s.algorithm, s.variant, s.preset, s.seed
 """
 
 _CURVE_METRICS_SQL = f"""
-WITH {_RUNS}, {_CURVES},
-selected AS (
-    SELECT run_id FROM runs WHERE suite = $suite
-      AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
-)
-SELECT DISTINCT c.split, c.metric FROM selected r JOIN curves c ON c.run_id = r.run_id
+WITH {_RUNS}, {_CURVES}, {_NEWEST}
+SELECT DISTINCT c.split, c.metric FROM newest r JOIN curves c ON c.run_id = r.run_id
 ORDER BY c.split DESC, c.metric
 """
 
 # Mean and spread across seeds at each step; wall time is the seeds' mean at that step. Runs
 # that failed or diverged are left out (``CURVE_EXCLUDED``): a diverged loss would swamp the mean.
 _CURVE_SUMMARY_SQL = f"""
-WITH {_RUNS}, {_CURVES},
-selected AS (
-    SELECT * FROM runs WHERE suite = $suite
-      AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
-      AND NOT list_contains($excluded, status)
-),
+WITH {_RUNS}, {_CURVES}, {_NEWEST},
 points AS (  -- one value per (run, step): duplicate rows of a point are averaged
-    SELECT r.algorithm, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
+    SELECT r.algorithm, r.variant, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
            r.seed, r.run_id, c.step, avg(c.wall_time_s) AS wall_time_s, avg(c.value) AS value
-    FROM selected r JOIN curves c ON c.run_id = r.run_id
-    WHERE c.metric = $metric AND c.split = $split
+    FROM newest r JOIN curves c ON c.run_id = r.run_id
+    WHERE c.metric = $metric AND c.split = $split AND NOT list_contains($excluded, r.status)
     GROUP BY ALL
 )
-SELECT algorithm, any_value(family) AS family, preset, split_scheme, transductive, query_batch,
+SELECT algorithm, variant, any_value(family) AS family, preset, split_scheme, transductive, query_batch,
        step, avg(wall_time_s) AS wall_time_s, avg(value) AS mean,
        stddev_samp(value) AS sd, count(*) AS n_seeds
 FROM points
-GROUP BY algorithm, preset, split_scheme, transductive, query_batch, step
-ORDER BY algorithm, preset, split_scheme, transductive, query_batch, step
+GROUP BY algorithm, variant, preset, split_scheme, transductive, query_batch, step
+ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch, step
 """
 
 _CURVES_SQL = f"""
-WITH {_RUNS}, {_CURVES},
-selected AS (
-    SELECT * FROM runs WHERE suite = $suite
-      AND suite_version = (SELECT max(suite_version) FROM runs WHERE suite = $suite)
-)
-SELECT r.run_id, r.algorithm, r.family, r.preset, r.seed, r.status, r.suite_version,
+WITH {_RUNS}, {_CURVES}, {_NEWEST}
+SELECT r.run_id, r.algorithm, r.variant, r.family, r.preset, r.seed, r.status, r.suite_version,
        r.split_scheme, r.transductive, r.query_batch,
        c.step, c.wall_time_s, c.split, c.metric, c.value
-FROM selected r JOIN curves c ON c.run_id = r.run_id
+FROM newest r JOIN curves c ON c.run_id = r.run_id
 WHERE c.metric = $metric AND c.split = $split
-ORDER BY r.algorithm, r.preset, r.seed, r.run_id, c.step
+ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, c.step
 """
 
 _TASKS_SQL = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}
-SELECT r.run_id, r.algorithm, r.family, r.preset, r.seed, r.status, r.suite_version,
+SELECT r.run_id, r.algorithm, r.variant, r.family, r.preset, r.seed, r.status, r.suite_version,
        r.split_scheme, r.transductive, r.query_batch,
        t.split, t.task_id, t.metric, t.value, t.descriptors
 FROM finished r JOIN tasks t ON t.run_id = r.run_id
 WHERE t.split = 'test' AND t.metric = $metric
-ORDER BY r.algorithm, r.preset, r.seed, r.run_id, t.task_id
+ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, t.task_id
 """
 
 
@@ -426,7 +433,12 @@ class ResultsDB:
         presets: list[str] | None = None,
         split_scheme: str | None = None,
     ) -> pd.DataFrame:
-        """One row per (algorithm, preset, split_scheme, transductive, query_batch), best first.
+        """One row per entry (variant, preset, split_scheme, transductive, query_batch), best first.
+
+        ``variant`` is the algorithm plus its overrides of the preset (``maml[inner_steps=3]``; the
+        plain name without overrides); ``changes`` says what those overrides are, readably
+        (``inner_steps=3, loop.meta_steps=4``; '' for a plain row). Runs of different variants
+        are never averaged together.
 
         Only finished runs of the newest suite version with finished runs count, optionally
         only those of the given families / presets / split scheme (``None`` = all; rank and
@@ -437,8 +449,8 @@ class ResultsDB:
         seed. Each row is compared with the rank-1 row on the tasks both have (``vs_best``,
         ``p_vs_best``, ``prob_improvement``; see ``TIE_ALPHA``). ``published`` (with
         ``published_ci95`` and ``published_source``) is the paper's number for the row when one
-        with the same algorithm, split scheme, transductive flag and metric exists
-        (``metabench.results.published``). Columns: ``LEADERBOARD_COLUMNS``.
+        with the same algorithm, split scheme, transductive flag and metric exists, for plain rows
+        only (``metabench.results.published``). Columns: ``LEADERBOARD_COLUMNS``.
         """
         metric = metric or self.primary_metric(suite)
         if metric is None:
@@ -454,6 +466,7 @@ class ResultsDB:
         if values.empty:
             return _empty(LEADERBOARD_COLUMNS)
         df = _summarise(values, groups.set_index("g"), higher=better == "higher")
+        df["changes"] = [changes_text(o) for o in df["overrides"]]
         df["metric"] = metric
         df["direction"] = better
         df["suite"] = suite
@@ -461,9 +474,9 @@ class ResultsDB:
         return df[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
     def facets(self, suite: str) -> dict[str, Any]:
-        """Filter choices of a suite's leaderboard population: families, presets, split_schemes
-        (sorted lists) and main_split_scheme (the most common one; None without runs)."""
-        empty = {"families": [], "presets": [], "split_schemes": [], "main_split_scheme": None}
+        """Filter choices of a suite's leaderboard population: families, presets, split_schemes,
+        variants (sorted lists) and main_split_scheme (the most common one; None without runs)."""
+        empty = {"families": [], "presets": [], "split_schemes": [], "main_split_scheme": None, "variants": []}
         params = self._params("runs", suite=suite)
         if params is None:
             return empty
@@ -482,7 +495,7 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """One row per (leaderboard entry, test task): the task's value averaged over seeds,
         ``n_seeds`` and the task's ``descriptors`` (JSON). Same population as ``leaderboard``."""
-        columns = ENTRY_KEYS[:1] + ["family"] + ENTRY_KEYS[1:] + ["task_id", "value", "n_seeds", "descriptors"]
+        columns = ENTRY_KEYS[:2] + ["family"] + ENTRY_KEYS[2:] + ["task_id", "value", "n_seeds", "descriptors"]
         params = self._params("runs", "tasks", suite=suite, metric=metric)
         if params is None:
             return _empty(columns)
@@ -499,7 +512,7 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """One row per finished run of the leaderboard's population: its wall time, peak memory,
         meta-steps and its mean ``metric`` over the test tasks (``value``)."""
-        columns = ["run_id", *ENTRY_KEYS[:1], "family", *ENTRY_KEYS[1:], "seed", "wall_time_s",
+        columns = ["run_id", *ENTRY_KEYS[:2], "family", *ENTRY_KEYS[2:], "seed", "wall_time_s",
                    "peak_memory_mb", "meta_steps", "device", "value", "n_tasks"]  # fmt: skip
         params = self._params("runs", "tasks", suite=suite, metric=metric)
         if params is None:
@@ -511,7 +524,7 @@ class ResultsDB:
         """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
         suite's primary metric over its test tasks (``value``). Per suite: finished runs of the
         newest version, of its most common split scheme only (never mixed)."""
-        columns = ["suite", "algorithm", "family", "preset", "transductive", "query_batch", "seed",
+        columns = ["suite", "algorithm", "variant", "family", "preset", "transductive", "query_batch", "seed",
                    "metric", "value", "n_tasks"]  # fmt: skip
         params = self._params("runs", "tasks")
         if params is None:
@@ -540,7 +553,7 @@ class ResultsDB:
         95% CI across seeds (``ci_low``, ``ci_high``; NaN with one seed), ``n_seeds`` and the
         seeds' mean ``wall_time_s`` at that step. Newest suite version; runs of every status but
         those in ``CURVE_EXCLUDED`` (failed, diverged: see ``curve_excluded_runs``)."""
-        columns = ["algorithm", "family", "preset", "split_scheme", "transductive", "query_batch",
+        columns = ["algorithm", "variant", "family", "preset", "split_scheme", "transductive", "query_batch",
                    "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
         params = self._params("runs", "curves", suite=suite, metric=metric, split=split,
                               excluded=list(CURVE_EXCLUDED))  # fmt: skip
@@ -560,9 +573,10 @@ class ResultsDB:
         split_scheme: str | None = None,
     ) -> pd.DataFrame:
         """The runs ``curve_summary`` leaves out (status in ``CURVE_EXCLUDED``) under the same
-        filters, newest suite version: run_id, algorithm, family, preset, split_scheme, seed,
+        filters, newest suite version: run_id, algorithm, variant, family, preset, split_scheme, seed,
         status, meta_steps, error."""
-        columns = ["run_id", "algorithm", "family", "preset", "split_scheme", "seed", "status", "meta_steps", "error"]
+        columns = ["run_id", "algorithm", "variant", "family", "preset", "split_scheme", "seed", "status",
+                   "meta_steps", "error"]  # fmt: skip
         runs = self.runs(suite)
         if runs.empty:
             return _empty(columns)
@@ -655,10 +669,9 @@ class ResultsDB:
             if new:
                 source = "read_parquet($files, union_by_name=true, hive_partitioning=false, filename=true)"
                 present = set(con.execute(f"DESCRIBE SELECT * FROM {source}", {"files": new}).df()["column_name"])
-                columns = [c for c in SCHEMAS[table].names if c in present]  # older files may lack some
-                quoted = ", ".join(f'"{c}"' for c in columns)
-                con.execute(f"INSERT INTO {name} ({quoted}, _file) SELECT {quoted}, filename FROM {source}",
-                            {"files": new})  # fmt: skip
+                columns, values, params = _load_columns(table, present)
+                con.execute(f"INSERT INTO {name} ({columns}, _file) SELECT {values}, filename FROM {source}",
+                            {"files": new, **params})  # fmt: skip
             con.execute("COMMIT")
         except duckdb.Error as exc:
             try:
@@ -705,6 +718,32 @@ class ResultsDB:
         )
 
 
+def _load_columns(table: str, present: set[str]) -> tuple[str, str, dict[str, Any]]:
+    """(the column list of an INSERT into ``t_<table>``, the matching SELECT list over the files,
+    its parameters) for files holding the columns ``present``. Older files may lack some columns:
+    those of ``schema.LEGACY_DEFAULTS`` take their default (also where files of both versions are
+    read together and a column is null for the older ones); other missing columns stay null
+    (``verify`` leaves such files out anyway). Column names come from the schema, values are bound."""
+    defaults = LEGACY_DEFAULTS.get(table, {})
+    names, values, params = [], [], {}
+    for column in SCHEMAS[table].names:
+        if column in defaults:
+            kind, value = defaults[column]
+            if kind == "column":
+                fallback = f'"{value}"'
+            elif value is None:
+                fallback = "NULL"
+            else:
+                params[f"default_{column}"] = value
+                fallback = f"$default_{column}"
+            names.append(column)
+            values.append(f'coalesce("{column}", {fallback})' if column in present else fallback)
+        elif column in present:
+            names.append(column)
+            values.append(f'"{column}"')
+    return ", ".join(f'"{c}"' for c in names), ", ".join(values), params
+
+
 def _select(
     df: pd.DataFrame, families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None
 ) -> pd.DataFrame:
@@ -732,7 +771,7 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     df["ci_high"] = df["mean"] + df["ci95"]
     key = df["mean"] if higher else -df["mean"]
     df["rank"] = key.rank(method="min", ascending=False, na_option="bottom").astype("int64")
-    df = df.sort_values(["rank", "algorithm", "preset"], kind="stable")
+    df = df.sort_values(["rank", "algorithm", "variant", "preset"], kind="stable")
     # Paired comparison of every row with the best one, on the tasks both have.
     matrix = tasks.pivot(index="key", columns="g", values="value")
     columns = {g: matrix[g].to_numpy(float) for g in matrix.columns}  # (n_tasks,) per group, NaN = missing

@@ -9,6 +9,18 @@ table across every run folder:
 
 Each field's description is kept in the field metadata under ``b"doc"`` as well as being the
 comment next to it, so tools (and the dashboard) can show it.
+
+Schema versions (``SCHEMA_VERSION``, stored by the writer in every file's footer metadata under
+``metabench.schema_version``; a file without it is version 1):
+
+1. the first release.
+2. ``runs`` gains ``variant``, ``overrides``, ``origin`` and ``contract_version`` (issue 20: a
+   variant, an algorithm plus its overrides of the preset, is its own leaderboard entry). Files
+   of version 1 are still read: their missing columns take ``LEGACY_DEFAULTS`` (variant =
+   algorithm, overrides = '{}', origin = 'built-in', contract_version = null), which is exactly
+   what those runs were: the preset of a built-in algorithm.
+
+New columns go at the end of a table, so readers that address columns by position keep working.
 """
 
 from __future__ import annotations
@@ -63,6 +75,30 @@ RUNS = pa.schema(
         _field("metabench_version", pa.string(), "metabench version that produced the run."),
         _field("torch_version", pa.string(), "torch version that produced the run."),
         _field("error", pa.string(), "One-sentence error for failed/diverged runs; else null.", nullable=True),
+        # -- schema version 2 (issue 20) --
+        _field(
+            "variant",
+            pa.string(),
+            "Leaderboard entry the run is a seed of: the algorithm plus its overrides of the preset, "
+            "e.g. 'maml[inner_steps=3]'; the plain algorithm name when there are none.",
+        ),
+        _field(
+            "overrides",
+            pa.string(),
+            "JSON of the fields that differ from the preset: {\"config\": {...}, \"loop\": {...}}; '{}' when none.",
+        ),
+        _field(
+            "origin",
+            pa.string(),
+            "Where the algorithm came from: 'built-in', 'PACKAGE VERSION' (an entry point) or "
+            "'module pkg.mod:Class'.",
+        ),
+        _field(
+            "contract_version",
+            pa.int32(),
+            "Algorithm contract version the class was written against; null for runs written before it was recorded.",
+            nullable=True,
+        ),
     ]
 )
 
@@ -89,6 +125,26 @@ TASKS = pa.schema(
 )
 
 SCHEMAS: dict[str, pa.Schema] = {"runs": RUNS, "curves": CURVES, "tasks": TASKS}
+
+#: Version of the results tables this metabench writes (see the module docstring for the history).
+SCHEMA_VERSION = 2
+#: Footer key-value metadata key holding a file's schema version (absent = version 1).
+SCHEMA_VERSION_KEY = "metabench.schema_version"
+
+#: Columns that files of an older schema version may lack, per table, and the value they take
+#: then: ``("column", name)`` = the value of another column of the same row, ``("value", v)`` = a
+#: constant. A reader fills them in (``writer.read_table``, the DuckDB loading in ``query``), and
+#: a writer fills them in for rows that omit them (rows built by an older caller).
+LEGACY_DEFAULTS: dict[str, dict[str, tuple[str, object]]] = {
+    "runs": {
+        "variant": ("column", "algorithm"),
+        "overrides": ("value", "{}"),
+        "origin": ("value", "built-in"),
+        "contract_version": ("value", None),
+    },
+    "curves": {},
+    "tasks": {},
+}
 
 #: File-name globs (relative to the results folder) that select each table's files. Writers use
 #: hidden temporary names (leading dot), which these never match.

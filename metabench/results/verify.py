@@ -7,6 +7,8 @@ leave bad files out of every query and to list them for the dashboard's banner.
 A results file is good when its footer parses, its whole-file sha256 (``writer.parquet_bytes``)
 matches, every page's CRC matches on a full read, its columns have the table's names and types,
 its values are valid (statuses, splits, required columns) and its run ids are safe folder names.
+A file of an older results schema version may lack the columns that have a default
+(``schema.LEGACY_DEFAULTS``, e.g. ``runs.variant``); it is good, and readers fill them in.
 Truncated, zero-byte and bit-flipped files all fail one of these. A checkpoint is good when its
 bytes match the sha256 beside it. Nothing here imports torch or unpickles anything.
 """
@@ -24,7 +26,7 @@ import pyarrow.parquet as pq
 
 from metabench.errors import MetabenchError
 from metabench.fsutil import is_temporary
-from metabench.results.schema import GLOBS, SCHEMAS
+from metabench.results.schema import GLOBS, LEGACY_DEFAULTS, SCHEMA_VERSION, SCHEMAS
 
 Severity = Literal["bad", "note"]
 
@@ -67,7 +69,7 @@ def _redo(path: Path, results_dir: Path | None = None) -> str:
 
 def check_results_file(path: str | os.PathLike, table: str) -> Problem | None:
     """Read ``path`` fully and check it as a ``table`` file; None when it is good."""
-    from metabench.results.writer import _check_values, file_checksum_ok
+    from metabench.results.writer import _check_values, file_checksum_ok, schema_version
 
     path = Path(path)
     try:
@@ -85,6 +87,7 @@ def check_results_file(path: str | os.PathLike, table: str) -> Problem | None:
             return Problem(path, "is corrupted: its whole-file sha256 does not match its bytes "
                                  "(a bit changed on disk or the file was cut short)", _redo(path))
         arrow = pf.read()
+        version = schema_version(pf.metadata.metadata)
     except (OSError, pa.ArrowException, ValueError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Problem(path, f"is corrupted or truncated: it cannot be read as Parquet ({first})",
@@ -96,6 +99,10 @@ def check_results_file(path: str | os.PathLike, table: str) -> Problem | None:
         _check_values(arrow, table)
     except MetabenchError as exc:
         return Problem(path, f"holds invalid values: {exc}", _redo(path))
+    if version > SCHEMA_VERSION:
+        return Problem(path, f"was written by a newer metabench (results schema version {version}; this "
+                             f"one reads up to {SCHEMA_VERSION}); the columns this version knows were verified",
+                       "Nothing to do; upgrade metabench to see what the newer columns hold", severity="note")
     if whole is None:
         return Problem(path, "has no whole-file checksum (written by an older metabench); its pages "
                              "and schema were verified", "Nothing to do; rerun the cell for a fully "
@@ -106,7 +113,8 @@ def check_results_file(path: str | os.PathLike, table: str) -> Problem | None:
 def _check_schema(path: Path, arrow: pa.Table, table: str) -> Problem | None:
     expected = SCHEMAS[table]
     got = {f.name: f.type for f in arrow.schema}
-    missing = [n for n in expected.names if n not in got]
+    defaults = LEGACY_DEFAULTS.get(table, {})  # an older schema version's file lacks these: fine
+    missing = [n for n in expected.names if n not in got and n not in defaults]
     wrong = [f"{f.name} is {got[f.name]}, expected {f.type}" for f in expected
              if f.name in got and got[f.name] != f.type]
     if not missing and not wrong:

@@ -4,7 +4,9 @@
 folder, flushes and fsyncs it, then ``os.replace``-s it over the target, so a reader (or a
 killed writer) only ever sees the old file or the new one, never half of one. Pages carry CRC
 checksums (``write_page_checksum``) and the footer a sha256 of the whole file; ``read_table``
-verifies both, so a corrupted file is detected rather than read.
+verifies both, so a corrupted file is detected rather than read. The footer also records the
+results schema version (``schema.SCHEMA_VERSION``); files of an older version are read with their
+missing columns filled in (``schema.LEGACY_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ import pyarrow.parquet as pq
 
 from metabench.errors import ConfigError, ResultsError
 from metabench.results.ids import check_run_id
-from metabench.results.schema import SCHEMAS, SPLITS, STATUSES, TableName, schema_for
+from metabench.results.schema import (
+    LEGACY_DEFAULTS,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SCHEMAS,
+    SPLITS,
+    STATUSES,
+    TableName,
+    schema_for,
+)
 from metabench.fsutil import atomic_write_bytes
 from metabench.fsutil import remove_temporaries as _remove_temporaries
 
@@ -37,8 +48,9 @@ def write_table(data: Records, path: str | os.PathLike, table: TableName) -> Pat
     """Validate ``data`` against the ``table`` schema and write it atomically to ``path``.
 
     ``data`` is a DataFrame, a pyarrow Table, one record (a mapping, e.g. the single runs row)
-    or an iterable of records. Columns must match the schema exactly (any order); a missing or
-    extra column, a value that cannot be cast, a null in a required column or an unknown
+    or an iterable of records. Columns must match the schema exactly (any order), except that
+    the columns of ``schema.LEGACY_DEFAULTS`` may be left out (they then take their default, as
+    in a file of an older schema version); a missing or extra column, a value that cannot be cast, a null in a required column or an unknown
     status/split raises ResultsError naming the column. Returns the path written.
 
     A write that fails (disk full, permission denied) raises ResultsError and leaves an existing
@@ -58,7 +70,8 @@ def write_table(data: Records, path: str | os.PathLike, table: TableName) -> Pat
 
 
 def parquet_bytes(arrow: pa.Table) -> bytes:
-    """The Parquet file for ``arrow``: zstd, CRC page checksums, and a whole-file sha256.
+    """The Parquet file for ``arrow``: zstd, CRC page checksums, the results schema version
+    (``schema.SCHEMA_VERSION_KEY``) and a whole-file sha256.
 
     Page checksums cover page data only, not page headers or the footer (where a flipped bit can
     change statistics DuckDB filters on). So the footer also holds ``metabench.sha256``: the
@@ -68,7 +81,7 @@ def parquet_bytes(arrow: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, arrow.schema, write_page_checksum=True, compression="zstd") as w:
         w.write_table(arrow)
-        w.add_key_value_metadata({CHECKSUM_KEY: _PLACEHOLDER.decode()})
+        w.add_key_value_metadata({SCHEMA_VERSION_KEY: str(SCHEMA_VERSION), CHECKSUM_KEY: _PLACEHOLDER.decode()})
     data = bytearray(sink.getvalue().to_pybytes())
     pos = _placeholder_position(data, _PLACEHOLDER)
     data[pos : pos + len(_PLACEHOLDER)] = hashlib.sha256(data).hexdigest().encode()
@@ -98,6 +111,18 @@ def file_checksum_ok(data: bytes, metadata: Mapping[bytes, bytes] | None) -> boo
     return hashlib.sha256(blank).hexdigest().encode() == digest
 
 
+def schema_version(metadata: Mapping[bytes, bytes] | None) -> int:
+    """The results schema version recorded in a file's footer metadata; 1 when none is (files
+    written before versions were recorded), 0 when the value is unreadable."""
+    value = (metadata or {}).get(SCHEMA_VERSION_KEY.encode())
+    if value is None:
+        return 1
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
 def _placeholder_position(data: bytes | bytearray, value: bytes) -> int:
     """Where ``value`` sits in the footer (the last occurrence after the last data page)."""
     footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
@@ -110,7 +135,9 @@ def _placeholder_position(data: bytes | bytearray, value: bytes) -> int:
 def read_table(path: str | os.PathLike, table: TableName) -> pd.DataFrame:
     """Read one results file back as a DataFrame, verifying checksums and the schema.
 
-    A missing, corrupted or foreign file raises ResultsError saying which file.
+    A file of an older schema version gets the columns it lacks from ``schema.LEGACY_DEFAULTS``
+    (e.g. a runs file from before variants: variant = algorithm, overrides = '{}'). A missing,
+    corrupted or foreign file raises ResultsError saying which file.
     """
     path = Path(path)
     schema = schema_for(table)
@@ -127,12 +154,29 @@ def read_table(path: str | os.PathLike, table: TableName) -> pd.DataFrame:
             f"Results file {path} is corrupted or not a Parquet file ({exc}); delete it and "
             "rerun the cell to regenerate it."
         ) from exc
-    missing = [name for name in schema.names if name not in arrow.column_names]
+    defaults = LEGACY_DEFAULTS.get(table, {})
+    missing = [name for name in schema.names if name not in arrow.column_names and name not in defaults]
     if missing:
         raise ResultsError(
             f"Results file {path} is not a {table} table: columns {', '.join(missing)} are missing."
         )
-    return arrow.select(schema.names).to_pandas()
+    return with_legacy_defaults(arrow, table).select(schema.names).to_pandas()
+
+
+def with_legacy_defaults(arrow: pa.Table, table: str) -> pa.Table:
+    """``arrow`` with each column of ``schema.LEGACY_DEFAULTS[table]`` that it lacks appended,
+    holding its default (typed as the schema says)."""
+    schema = schema_for(table)
+    for name, (kind, value) in LEGACY_DEFAULTS.get(table, {}).items():
+        if name in arrow.column_names:
+            continue
+        type_ = schema.field(name).type
+        if kind == "column":
+            column = arrow.column(str(value)).cast(type_)
+        else:
+            column = pa.array([value] * arrow.num_rows, type=type_)
+        arrow = arrow.append_column(schema.field(name), column)
+    return arrow
 
 
 def remove_temporaries(folder: str | os.PathLike) -> int:
@@ -150,7 +194,14 @@ def to_arrow(data: Records, table: TableName) -> pa.Table:
     schema = schema_for(table)
     frame = _as_frame(data, table)
     columns = [str(c) for c in frame.columns]
-    missing = [name for name in schema.names if name not in columns]
+    defaults = {k: v for k, v in LEGACY_DEFAULTS.get(table, {}).items() if k not in columns}
+    if defaults and "variant" in defaults and "overrides" in columns:
+        # A variant label cannot be defaulted from the algorithm when overrides were given.
+        raise ResultsError(
+            f"Rows for the {table} table give 'overrides' but no 'variant'; add the variant label "
+            "(metabench.spec.variant_label(algorithm, overrides))."
+        )
+    missing = [name for name in schema.names if name not in columns and name not in defaults]
     extra = [name for name in columns if name not in schema.names]
     if missing or extra:
         parts = []
@@ -162,6 +213,11 @@ def to_arrow(data: Records, table: TableName) -> pa.Table:
             f"Rows for the {table} table do not match its schema: {'; '.join(parts)}. "
             f"Expected exactly: {', '.join(schema.names)}."
         )
+    if defaults:
+        frame = frame.assign(**{
+            name: frame[str(value)] if kind == "column" else [value] * len(frame)
+            for name, (kind, value) in defaults.items()
+        })  # fmt: skip
     arrays = [_cast_column(frame[field.name], field, table) for field in schema]
     arrow = pa.Table.from_arrays(arrays, schema=schema)
     _check_values(arrow, table)
@@ -231,4 +287,5 @@ def _check_values(arrow: pa.Table, table: str) -> None:
 
 
 
-__all__ = ["CHECKSUM_KEY", "SCHEMAS", "file_checksum_ok", "parquet_bytes", "read_table", "remove_temporaries", "to_arrow", "write_table"]
+__all__ = ["CHECKSUM_KEY", "SCHEMAS", "file_checksum_ok", "parquet_bytes", "read_table", "remove_temporaries",
+           "schema_version", "to_arrow", "with_legacy_defaults", "write_table"]
