@@ -52,7 +52,12 @@ RUNS = pa.schema(
         _field("suite", pa.string(), "Suite id, e.g. 'omniglot-5w1s'."),
         _field("suite_version", pa.int32(), "Suite version; the leaderboard never mixes versions."),
         _field("split_scheme", pa.string(), "Class split used, e.g. 'vinyals'; '-' when not applicable."),
-        _field("algorithm", pa.string(), "Registered algorithm name, e.g. 'maml'."),
+        _field(
+            "algorithm",
+            pa.string(),
+            "The algorithm as named: a registered name, e.g. 'maml', or a plugin's import path "
+            "'pkg.mod:Class'; without its overrides (see variant).",
+        ),
         _field("family", pa.string(), "Algorithm family, e.g. 'optimization', 'metric', 'model'."),
         _field("seed", pa.int32(), "Seed of the run; runs differing only by seed are replicates."),
         _field("preset", pa.string(), "Preset name, e.g. 'smoke', 'quick', 'paper'."),
