@@ -46,8 +46,8 @@ from metabench.results.verify import Problem, check_results_file_cached
 
 #: Columns of ``ResultsDB.leaderboard``, in order.
 LEADERBOARD_COLUMNS = [
-    "rank", "algorithm", "variant", "changes", "family", "preset", "mean", "ci_low", "ci_high", "ci95", "std_seeds",
-    "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
+    "rank", "algorithm", "variant", "changes", "family", "preset", "mean", "ci_low", "ci_high", "ci95",
+    "std_seeds", "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
     "query_batch", "suite", "vs_best", "p_vs_best", "prob_improvement", "published",
     "published_ci95", "published_source",
 ]  # fmt: skip
