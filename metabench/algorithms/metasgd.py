@@ -18,10 +18,10 @@ Implementation details
     * MAML's `inner_lr` field is not used.
 
 Differences from the paper
-    * Convolutions have no bias (batch norm follows).  Training uses one query per class
-      (as this package's MAML presets); the paper's per-setting meta-batch sizes and query counts
-      were not re-checked against its text, so the presets take MAML's (Li et al. compare against
-      MAML under the same settings).
+    * Convolutions have no bias (batch norm follows).  The paper's per-setting meta-batch sizes
+      and query counts were not re-checked against its text, so the presets take MAML's (Li et
+      al. compare against MAML under the same settings), with one inner step: `quick` trains with
+      one query per class (a compute budget), `paper` with MAML's paper counts.
 """
 from __future__ import annotations
 
