@@ -327,13 +327,15 @@ def run_checks(target: str, suite: str | None = None, *, results_dir: str | Path
             on_start(report)
         emit("contract", False, str(exc), t0)
         return skip_rest("skipped: the class contract failed")
+    t_contract = time.perf_counter() - t0
     report.suite = choose_suite(cls, suite)
     if IMPORT_PATH.fullmatch(target):
         ALGORITHMS.get(target)   # register the import path, as `metabench run` would
     prepared = make_suite(report.suite).prepare(data_root, "cpu", allow_download=allow_download, progress=False)
     if on_start is not None:
         on_start(report)
-    emit("contract", True, f"{cls.__name__}, family {cls.family}, contract version {cls.contract_version}", t0)
+    emit("contract", True, f"{cls.__name__}, family {cls.family}, contract version {cls.contract_version}",
+         time.perf_counter() - t_contract)
 
     # 2-4. in-process: one training step, evaluate, state round trip
     t0 = time.perf_counter()
