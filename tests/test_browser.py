@@ -190,3 +190,61 @@ def test_launch_a_smoke_job_and_see_it_in_the_leaderboard(server, page, shots, t
     assert page.get_by_text("Same protocol on every row: preset smoke", exact=False).count() == 1
     assert page.get_by_text("Suite sinusoid-5shot", exact=False).first.is_visible()
     page.screenshot(path=str(shots / "launch-leaderboard.png"), full_page=True)
+
+
+def test_launch_a_sweep_from_the_form(server, page, shots, tmp_path_factory):
+    """Issue 20 in a real browser: sinusoid-5shot + maml, smoke preset, the sweep
+    `inner_steps = 1,2` typed in maml's settings; the preview lists two cells, the job runs both,
+    and each becomes its own entry (run id) in the results folder."""
+    url, _ = server
+    folder = tmp_path_factory.mktemp("swept")
+    _open(page, f"{url}/launch", "Jobs")
+    box = page.locator(".st-key-results_dir input")
+    box.fill(str(folder))
+    box.press("Enter")
+    page.get_by_text("No jobs yet in", exact=False).first.wait_for(timeout=60_000)
+    page.locator(".st-key-launch_suites").get_by_text("sinusoid-5shot").wait_for(timeout=120_000)
+    algorithms = page.locator(".st-key-launch_algorithms input")
+    algorithms.click()
+    algorithms.fill("maml")
+    page.get_by_role("option", name="maml", exact=True).click()
+    page.keyboard.press("Escape")
+    page.locator(".st-key-launch_preset").click()
+    page.get_by_role("option", name="smoke", exact=True).click()
+    # maml's settings: prefilled with the smoke preset on sinusoid-5shot (hidden 16, not the default 64)
+    page.get_by_text("maml settings", exact=True).click()
+    hidden = page.locator(".st-key-cfg_maml_hidden input")
+    playwright.expect(hidden).to_have_value("16", timeout=60_000)
+    sweep = page.locator(".st-key-cfg_maml_sweep input")
+    sweep.fill("inner_steps = 1,2")
+    sweep.press("Enter")
+    page.get_by_text("Overrides: maml.inner_steps=1,2", exact=False).wait_for(timeout=30_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    page.get_by_role("button", name="Preview cells", exact=True).click()
+    page.get_by_text("2 cell(s)", exact=False).wait_for(timeout=120_000)
+    page.mouse.move(0, 0)   # no tooltip over the screenshot
+    table = page.locator("[data-testid=stDataFrame]").first   # the only table on the Launch page
+    table.locator("td").first.wait_for(state="attached", timeout=30_000)
+    cells = " | ".join(table.locator("td").all_text_contents())
+    assert "maml[inner_steps=2]" in cells and "to run" in cells, cells
+    page.screenshot(path=str(shots / "launch-sweep-preview.png"), full_page=True)
+    page.get_by_role("button", name="Launch", exact=True).click()
+    started = page.get_by_text("Started job ", exact=False).first
+    started.wait_for(timeout=120_000)
+    job_id = started.inner_text().strip().removeprefix("Started job ").rstrip(".")
+    job = page.locator(f".st-key-job-{job_id}")
+    job.get_by_text("2/2 cells done").wait_for(timeout=300_000)
+    assert "finished" in job.inner_text() and "maml.inner_steps=1,2" in job.inner_text()
+    page.wait_for_timeout(2500)   # the job list's next refresh, so the screenshot shows it settled
+    page.screenshot(path=str(shots / "launch-sweep-finished.png"), full_page=True)
+    runs = sorted(p.name for p in folder.iterdir() if p.name.startswith("sinusoid-5shot--maml--smoke--seed0"))
+    assert len(runs) == 2 and runs[0] == "sinusoid-5shot--maml--smoke--seed0", runs
+    # Both entries on the Leaderboard: the plain preset and the variant.
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Leaderboard").click()
+    page.get_by_text("Across suites", exact=False).first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
+    cells.first.wait_for(state="attached", timeout=30_000)
+    row = [c.strip() for c in cells.all_text_contents()]
+    page.screenshot(path=str(shots / "launch-sweep-leaderboard.png"), full_page=True)
+    assert "maml[inner_steps=2]" in row and "maml" in row, row

@@ -210,39 +210,59 @@ def _step(value: Any) -> float:
     return 10.0 ** math.floor(math.log10(v)) if v else 0.01
 
 
-def _field_input(f: dict[str, Any], value: Any, key: str, help: str) -> Any:
-    """One typed input for a Config or loop field, prefilled with `value`."""
-    kind, optional = f["type"].removesuffix(" | None"), f["type"].endswith(" | None")
-    hint = "empty = none" if optional else None
+def _kind(f: dict[str, Any], value: Any) -> str:
+    """Which input shows a field holding `value`: checkbox, select, int, float or text."""
+    kind = f["type"].removesuffix(" | None")
     if kind == "bool" and isinstance(value, bool):
-        return st.checkbox(f["name"], value=value, key=key, help=help)
+        return "checkbox"
     if f.get("choices") and isinstance(value, str):
-        options = list(dict.fromkeys([*f["choices"], value]))
-        return st.selectbox(f["name"], options, index=options.index(value), key=key, help=help)
-    if kind == "int" and (value is None or isinstance(value, int)):
-        return st.number_input(f["name"], value=value, step=1, key=key, help=help, placeholder=hint)
-    if kind == "float" and (value is None or isinstance(value, (int, float))):
-        return st.number_input(f["name"], value=None if value is None else float(value), step=_step(value),
-                               format="%g", key=key, help=help, placeholder=hint)
-    # text, tuples ('a:b') and anything else: as the CLI would take it
-    return st.text_input(f["name"], value=format_value(value), key=key, help=help)
+        return "select"
+    if kind == "int" and (value is None or (isinstance(value, int) and not isinstance(value, bool))):
+        return "int"
+    if kind == "float" and (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+        return "float"
+    return "text"   # text, tuples ('a:b') and anything else: as the CLI would take it
 
 
-def _fresh(prefix: str, context: Any) -> None:
-    """Forget the inputs under `prefix` when the preset or suites change, so they show the new
-    prefill (with a key, a widget keeps its value when its default changes)."""
-    ctx_key, ctx = f"{prefix}_ctx", json.dumps(context)
-    if st.session_state.get(ctx_key) != ctx:
-        stale = [k for k in st.session_state if str(k).startswith(prefix + "_")
-                 and k != ctx_key and not str(k).endswith("_sweep")]   # a typed sweep is kept
-        for k in stale:
-            del st.session_state[k]
-        st.session_state[ctx_key] = ctx
+def _shown(kind: str, value: Any) -> Any:
+    """The input's value for a preset value: a float input gets a float, a text input text."""
+    if kind == "float" and value is not None:
+        return float(value)
+    return format_value(value) if kind == "text" else value
+
+
+def _field_input(f: dict[str, Any], kind: str, value: Any, key: str, help: str) -> Any:
+    """One typed input; its value lives in st.session_state[key] (set by `_prefill_state`)."""
+    hint = "empty = none" if f["type"].endswith(" | None") else None
+    if kind == "checkbox":
+        return st.checkbox(f["name"], key=key, help=help)
+    if kind == "select":
+        return st.selectbox(f["name"], list(dict.fromkeys([*f["choices"], value])), key=key, help=help)
+    if kind == "int":
+        return st.number_input(f["name"], value=None, step=1, key=key, help=help, placeholder=hint)
+    if kind == "float":
+        return st.number_input(f["name"], value=None, step=_step(value), format="%g", key=key, help=help,
+                               placeholder=hint)
+    return st.text_input(f["name"], key=key, help=help)
+
+
+def _prefill_state(prefix: str, context: Any, shown: dict[str, Any]) -> None:
+    """Put the preset's values into the inputs under `prefix` when the preset or suites change
+    (and for inputs not yet shown). Through st.session_state, not the widgets' `value`: a keyed
+    widget keeps what the browser holds when only its default changes."""
+    ctx_key, ctx = f"{prefix}__ctx", json.dumps(context)
+    fresh = st.session_state.get(ctx_key) != ctx
+    for key, value in shown.items():
+        if fresh or key not in st.session_state:
+            st.session_state[key] = value
+    st.session_state[ctx_key] = ctx
 
 
 def _inputs(target: str, fields: list[dict[str, Any]], values: dict[str, Any], differ: dict[str, dict[str, Any]],
-            prefix: str, sweep_example: str) -> list[str] | None:
+            prefix: str, context: Any, sweep_example: str) -> list[str] | None:
     """A grid of typed inputs plus a sweep box; the `--set` arguments (None: the sweep is malformed)."""
+    kinds = {f["name"]: _kind(f, values.get(f["name"])) for f in fields}
+    _prefill_state(prefix, context, {f"{prefix}_{n}": _shown(k, values.get(n)) for n, k in kinds.items()})
     got = {}
     for i, f in enumerate(fields):
         if i % 4 == 0:
@@ -252,7 +272,7 @@ def _inputs(target: str, fields: list[dict[str, Any]], values: dict[str, Any], d
             note = (" Differs between the chosen suites (" + ", ".join(f"{w}: {format_value(v)}" for w, v in
                     differ[f["name"]].items()) + "); prefilled from the first, and left unchanged each keeps its own.")
         with cols[i % 4]:
-            got[f["name"]] = _field_input(f, values.get(f["name"]), f"{prefix}_{f['name']}",
+            got[f["name"]] = _field_input(f, kinds[f["name"]], values.get(f["name"]), f"{prefix}_{f['name']}",
                                           (f["doc"] or f["type"]) + f" ({f['type']})" + note)
     sweep = st.text_input("Sweep (comma lists; the cells are every combination)", key=f"{prefix}_sweep",
                           placeholder=sweep_example,
@@ -269,8 +289,8 @@ def settings_inputs(cat: dict[str, Any], algorithm: str, preset: str, suites: li
     algo = next(a for a in cat["algorithms"] if a["name"] == algorithm)
     values, differ = prefill(cat, algorithm, preset, suites)
     prefix = f"cfg_{algorithm}"
-    _fresh(prefix, [preset, suites])
     changed = [k for k in values if f"{prefix}_{k}" in st.session_state
+               and st.session_state.get(f"{prefix}__ctx") == json.dumps([preset, suites])
                and not _same(st.session_state[f"{prefix}_{k}"], values[k])]
     label = f"{algorithm} settings" + (f" — {len(changed)} changed" if changed else "")
     with st.expander(label):
@@ -283,18 +303,18 @@ def settings_inputs(cat: dict[str, Any], algorithm: str, preset: str, suites: li
         if not algo["config"]:
             st.caption("No settings.")
             return []
-        return _inputs(algorithm, algo["config"], values, differ, prefix, "inner_steps = 1,3")
+        return _inputs(algorithm, algo["config"], values, differ, prefix, [preset, suites], "inner_steps = 1,3")
 
 
 def loop_inputs(cat: dict[str, Any], algorithms: list[str], preset: str, suites: list[str]) -> list[str] | None:
     """An expander with the loop settings (`loop.FIELD`), shared by every algorithm of the run."""
     values, differ = loop_prefill(cat, algorithms, preset, suites)
-    _fresh("loop", [preset, suites, algorithms])
     with st.expander("Loop settings (every algorithm)"):
         st.caption(f"How the engine drives each cell, prefilled with the **{preset}** preset"
                    + (f" for {next(iter(next(iter(differ.values()))))}" if differ else "")
                    + "; a changed value applies to every algorithm (not to the reference rows that do not train).")
-        return _inputs("loop", cat["loop"]["fields"], values, differ, "loop", "meta_steps = 6,12")
+        return _inputs("loop", cat["loop"]["fields"], values, differ, "loop", [preset, suites, algorithms],
+                       "meta_steps = 6,12")
 
 
 def cancel(results_dir: Path, job_id: str, token: str | None = None) -> None:
@@ -338,7 +358,9 @@ def job_list(results_dir: Path, can_act: bool, token: str | None, limit: int = 1
         with st.container(border=True, key=f"job-{jid}"):
             st.markdown(f"**{jid}** · `{state}` · {', '.join(sp.get('suites', []))} × "
                         f"{', '.join(sp.get('algorithms', []))} · seeds {', '.join(map(str, sp.get('seeds', [])))} · "
-                        f"{sp.get('preset')} · {sp.get('executor', 'local')}")
+                        f"{sp.get('preset')} · {sp.get('executor', 'local')}"
+                        + "".join(f" · `{k}={','.join(map(format_value, v if isinstance(v, list) else [v]))}`"
+                                  for k, v in (sp.get("overrides") or {}).items()))
             total = max(int(j["total"] or 0), 1)
             st.progress(min(int(j["done"] or 0), total) / total, text=f"{j['done']}/{j['total']} cells done")
             jdir = results_dir / jobstore.JOBS / jid
