@@ -7,7 +7,9 @@ check` with the broken rule named.
 """
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -384,12 +386,21 @@ def test_example_beside_protonet_on_omniglot_and_in_the_leaderboard(shared_data,
     board = subprocess.run(["metabench", "leaderboard", "--results-dir", str(results), "--format", "csv"],
                            env=_env(), capture_output=True, text=True, timeout=120)
     assert board.returncode == 0, board.stderr
-    assert "cosine-protonet" in board.stdout and "\nprotonet," in board.stdout.replace('"', ""), board.stdout
+    rows = list(csv.DictReader(io.StringIO(board.stdout)))
+    assert sorted(r["algorithm"] for r in rows) == ["cosine-protonet", "protonet"], board.stdout
+    assert all(r["suite"] == "omniglot-5w1s" and float(r["mean"]) > 0 for r in rows), board.stdout
+
+
+def _builtins() -> list[str]:
+    from metabench.algorithms import ALGORITHMS
+    from metabench.registry import BUILT_IN
+
+    return [n for n in ALGORITHMS.names() if ALGORITHMS.origin(n) == BUILT_IN]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", [
-    "anil", "finetune", "matchingnet", "metasgd", "protonet", "reptile", "mann", "metanet"])
+@pytest.mark.parametrize("algorithm", _builtins())
 def test_builtin_passes_every_check(algorithm, shared_data):
+    """Every built-in on its default suite (sinusoid, a bandit or Omniglot): about 5-30 s each."""
     report = run_checks(algorithm, data_root=shared_data)
     assert report.ok, [r for r in report.results if not r.ok]
