@@ -65,3 +65,31 @@ def test_the_cached_fingerprint_is_computed_once(tmp_path, monkeypatch):
     (path,) = (tmp_path / "fingerprints").iterdir()
     path.write_text(f"{SCHEME}:{'0' * 64}\n")            # the cached value is what is used
     assert cached_fingerprint(s, 20) == f"{SCHEME}:{'0' * 64}"
+
+
+def test_runs_record_the_fingerprint_and_pair_only_when_it_agrees(tmp_path):
+    """Real smoke cells store the fingerprint of the tasks they were tested on; an entry whose
+    fingerprint differs from the best entry's is shown unpaired, with a one-line note."""
+    from metabench.engine.cell import CellRunner
+    from metabench.results.query import ResultsDB
+    from metabench.results.writer import read_table, write_table
+    from metabench.spec import RunSpec
+
+    cells, _ = RunSpec(("sinusoid-5shot",), ("maml", "fomaml"), (0,), "smoke", "cpu").plan()
+    for cell in cells:
+        assert CellRunner(cell, tmp_path, allow_download=False).run() == "finished"
+    runs = ResultsDB(tmp_path).runs()
+    expected = fingerprint(_prepared("sinusoid-5shot"), 10)       # the smoke preset tests 10 tasks
+    assert set(runs["tasks_fingerprint"]) == {expected}
+    lb = ResultsDB(tmp_path).leaderboard("sinusoid-5shot")
+    assert set(lb["vs_best"]) <= {"best", "tie", "worse"} and set(lb["note"]) == {""}
+
+    # The second-ranked entry's run claims other test tasks: it is not paired with the best.
+    other = lb["variant"].iloc[1]
+    path = tmp_path / next(c.run_id for c in cells if c.variant == other) / "runs.parquet"
+    row = read_table(path, "runs")
+    row["tasks_fingerprint"] = f"{SCHEME}:{'ab' * 32}"
+    write_table(row.to_dict("records"), path, "runs")
+    lb = ResultsDB(tmp_path).leaderboard("sinusoid-5shot").set_index("variant")
+    assert lb.loc[other, "vs_best"] == "unpaired" and lb.loc[other, "p_vs_best"] != lb.loc[other, "p_vs_best"]
+    assert "different fixed test tasks" in lb.loc[other, "note"] and "\n" not in lb.loc[other, "note"]

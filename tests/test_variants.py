@@ -26,7 +26,7 @@ from metabench.results.writer import parquet_bytes, schema_version, to_arrow
 T9 = 2.2621571627982  # Student t(0.975, df=9), from a printed table
 V3 = "maml[inner_steps=3]"
 V3L = "maml[inner_steps=3,loop.meta_steps=40]"
-NEW_COLUMNS = ["variant", "overrides", "origin", "contract_version"]
+NEW_COLUMNS = ["variant", "overrides", "origin", "contract_version", "tasks_fingerprint"]
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_files_record_the_schema_version(variant_dir):
     assert metadata[SCHEMA_VERSION_KEY.encode()] == str(SCHEMA_VERSION).encode()
     assert schema_version(metadata) == SCHEMA_VERSION == 2
     assert schema_version({b"ARROW:schema": b""}) == 1  # before versions were recorded
-    assert set(LEGACY_DEFAULTS["runs"]) == set(NEW_COLUMNS) and RUNS.names[-4:] == NEW_COLUMNS
+    assert set(LEGACY_DEFAULTS["runs"]) == set(NEW_COLUMNS) and RUNS.names[-5:] == NEW_COLUMNS
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -226,7 +226,6 @@ def test_real_smoke_runs_with_one_seed_are_two_entries(tmp_path, monkeypatch):
     from metabench.engine.cell import CellRunner
     from metabench.spec import RunSpec
 
-    monkeypatch.setenv("METABENCH_DATA", "/work/shared/data")
     spec = RunSpec(suites=("sinusoid-5shot",), algorithms=("maml",), seeds=(0,), preset="smoke", device="cpu",
                    overrides={"maml.inner_steps": (1, 3)})  # fmt: skip
     cells, skipped = spec.plan()

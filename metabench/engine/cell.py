@@ -37,6 +37,7 @@ from metabench.results.ids import check_run_id
 from metabench.results.writer import read_table, remove_temporaries, write_table
 from metabench.spec import Cell, Loop, loop_for
 from metabench.suites import make_suite
+from metabench.suites.fingerprint import Fingerprinter
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
@@ -133,6 +134,8 @@ class CellRunner:
             "variant": self.cell.variant, "overrides": json.dumps(self.cell.overrides, sort_keys=True),
             "origin": ALGORITHMS.origin(self.cell.algorithm),
             "contract_version": int(self.algo_cls.contract_version),
+            # Which fixed test tasks the rows are on: runs pair only when this agrees (issue 21).
+            "tasks_fingerprint": getattr(self, "tasks_fingerprint", None),
         }
 
     def _write_runs(self, **kw) -> None:
@@ -151,14 +154,21 @@ class CellRunner:
 
     # --- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, split: str, n: int) -> dict[str, list[tuple[int, float, dict]]]:
-        """metric -> [(task_id, value, descriptors)] over the suite's fixed tasks of `split`."""
+        """metric -> [(task_id, value, descriptors)] over the suite's fixed tasks of `split`; on
+        the test split also sets `tasks_fingerprint` (metabench.suites.fingerprint), hashed before
+        the algorithm sees each batch."""
         out: dict[str, list] = {}
+        fp = Fingerprinter(self.suite, n) if split == "test" else None
         for batch in self.suite.fixed_tasks(split, n, batch_size=getattr(self.suite, "eval_batch_size", EVAL_BATCH)):
+            if fp is not None:
+                fp.add(batch)
             metrics = self.algo.evaluate(batch)
             for name, values in metrics.items():
                 vals = values.detach().cpu().tolist()
                 out.setdefault(name, []).extend(
                     zip(batch.task_ids, vals, batch.descriptors or [{}] * len(vals)))
+        if fp is not None:
+            self.tasks_fingerprint = fp.value()
         return out
 
     # --- the loop -----------------------------------------------------------------------------

@@ -204,6 +204,8 @@ def _write_run(
             "overrides": json.dumps(overrides, sort_keys=True),
             "origin": "built-in",
             "contract_version": 1,
+            # One suite version = one set of fixed test tasks, so every fixture run of it pairs.
+            "tasks_fingerprint": "tasks-sha256-v1:" + hashlib.sha256(f"fixture/{suite}/v{version}".encode()).hexdigest(),
         },
         folder / "runs.parquet",
         "runs",

@@ -49,11 +49,13 @@ LEADERBOARD_COLUMNS = [
     "rank", "algorithm", "variant", "changes", "family", "preset", "mean", "ci_low", "ci_high", "ci95",
     "std_seeds", "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
     "query_batch", "suite", "vs_best", "p_vs_best", "prob_improvement", "published",
-    "published_ci95", "published_source",
+    "published_ci95", "published_source", "tasks_fingerprint", "note",
 ]  # fmt: skip
 #: What the paired-comparison columns of ``ResultsDB.leaderboard`` mean.
-#: ``vs_best``: 'best', 'tie' (paired t-test p >= ``TIE_ALPHA``) or 'worse'; ``p_vs_best``:
-#: two-sided ``ttest_rel`` p-value against the rank-1 entry on the tasks both have;
+#: ``vs_best``: 'best', 'tie' (paired t-test p >= ``TIE_ALPHA``), 'worse', or 'unpaired' when the
+#: entry's fixed test tasks are not the best entry's (their ``tasks_fingerprint`` differs; the
+#: ``note`` column says so); ``p_vs_best``: two-sided ``ttest_rel`` p-value against the rank-1
+#: entry on the tasks both have;
 #: ``prob_improvement``: P(this entry beats the best on a task), ties counted half.
 TIE_ALPHA = 0.05
 #: Run statuses left out of ``ResultsDB.curve_summary`` (the pages list such runs separately).
@@ -130,7 +132,8 @@ def _grouped(descriptors: bool = False) -> str:
     return f"""
 grouped AS (
     SELECT *, dense_rank() OVER (
-        ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch) AS g
+        ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch,
+                 tasks_fingerprint) AS g
     FROM finished
 ),
 groups AS (
@@ -138,7 +141,7 @@ groups AS (
            any_value(overrides) AS overrides, any_value(family) AS family,
            any_value(preset) AS preset, any_value(split_scheme) AS split_scheme,
            any_value(transductive) AS transductive, any_value(query_batch) AS query_batch,
-           any_value(suite_version) AS suite_version
+           any_value(suite_version) AS suite_version, any_value(tasks_fingerprint) AS tasks_fingerprint
     FROM grouped GROUP BY g
 ),
 cells AS (  -- one value per (group, seed, task); duplicate rows of a cell are averaged
@@ -776,10 +779,14 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     matrix = tasks.pivot(index="key", columns="g", values="value")
     columns = {g: matrix[g].to_numpy(float) for g in matrix.columns}  # (n_tasks,) per group, NaN = missing
     best = df.index[0]
-    vs, ps, probs = [], [], []
+    vs, ps, probs, notes = [], [], [], []
     for g in df.index:
+        notes.append(_pairing_note(df.loc[g, "tasks_fingerprint"], df.loc[best, "tasks_fingerprint"]))
         if g == best:
             vs.append("best"), ps.append(float("nan")), probs.append(float("nan"))
+            continue
+        if notes[-1]:
+            vs.append("unpaired"), ps.append(float("nan")), probs.append(float("nan"))
             continue
         a, b = columns[g], columns[best]
         both = ~(np.isnan(a) | np.isnan(b))
@@ -789,8 +796,22 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
         cmp = paired_comparison(a[both], b[both], higher_is_better=higher)
         tied = not cmp.p_value < TIE_ALPHA
         vs.append("tie" if tied else "worse"), ps.append(cmp.p_value), probs.append(cmp.prob_improvement)
-    df["vs_best"], df["p_vs_best"], df["prob_improvement"] = vs, ps, probs
+    df["vs_best"], df["p_vs_best"], df["prob_improvement"], df["note"] = vs, ps, probs, notes
     return df.reset_index(drop=True)
+
+
+def _pairing_note(fingerprint: Any, best: Any) -> str:
+    """'' when an entry's test tasks are the best entry's (same fingerprint, or neither recorded
+    one: runs from before fingerprints), else one sentence saying why it is not paired."""
+    known = [isinstance(f, str) and bool(f) for f in (fingerprint, best)]
+    if not any(known) or (all(known) and fingerprint == best):
+        return ""
+    if not known[0]:
+        return "not paired with the best entry: this entry's runs recorded no test-task fingerprint"
+    if not known[1]:
+        return "not paired with the best entry: the best entry's runs recorded no test-task fingerprint"
+    return (f"not paired with the best entry: different fixed test tasks (fingerprint "
+            f"{str(fingerprint).split(':')[-1][:12]} vs {str(best).split(':')[-1][:12]})")
 
 
 

@@ -15,10 +15,12 @@ Schema versions (``SCHEMA_VERSION``, stored by the writer in every file's footer
 
 1. the first release.
 2. ``runs`` gains ``variant``, ``overrides``, ``origin`` and ``contract_version`` (issue 20: a
-   variant, an algorithm plus its overrides of the preset, is its own leaderboard entry). Files
-   of version 1 are still read: their missing columns take ``LEGACY_DEFAULTS`` (variant =
-   algorithm, overrides = '{}', origin = 'built-in', contract_version = null), which is exactly
-   what those runs were: the preset of a built-in algorithm.
+   variant, an algorithm plus its overrides of the preset, is its own leaderboard entry), and
+   ``tasks_fingerprint`` (issue 21: which fixed test tasks the rows are on). Files of version 1
+   are still read: their missing columns take ``LEGACY_DEFAULTS`` (variant = algorithm,
+   overrides = '{}', origin = 'built-in', contract_version = null, tasks_fingerprint = null),
+   which is exactly what those runs were: the preset of a built-in algorithm, on tasks nobody
+   fingerprinted.
 
 New columns go at the end of a table, so readers that address columns by position keep working.
 """
@@ -104,6 +106,14 @@ RUNS = pa.schema(
             "Algorithm contract version the class was written against; null for runs written before it was recorded.",
             nullable=True,
         ),
+        _field(
+            "tasks_fingerprint",
+            pa.string(),
+            "sha256 fingerprint of the fixed test tasks the run was evaluated on "
+            "(metabench.suites.fingerprint); runs are paired only when it agrees; null until the "
+            "test phase and for runs written before it was recorded.",
+            nullable=True,
+        ),
     ]
 )
 
@@ -146,6 +156,7 @@ LEGACY_DEFAULTS: dict[str, dict[str, tuple[str, object]]] = {
         "overrides": ("value", "{}"),
         "origin": ("value", "built-in"),
         "contract_version": ("value", None),
+        "tasks_fingerprint": ("value", None),
     },
     "curves": {},
     "tasks": {},

@@ -15,8 +15,9 @@ How it is computed (``SCHEME`` names this recipe; a change of recipe changes the
 * integer tensors and the JSON of each task's descriptors are hashed exactly;
 * the suite id, version and the number of tasks come first.
 
-``cached_fingerprint`` stores the value once per (suite, version, number of tasks) in the cache
-folder (``metabench.data.cache_dir``), so only the first run of a suite on a machine pays for it.
+The engine hashes the test tasks while it evaluates them (``Fingerprinter``), so a run pays only
+for the hashing; ``cached_fingerprint`` stores a value once per (suite, version, number of tasks)
+in the cache folder (``metabench.data.cache_dir``) for callers that have no run at hand.
 """
 from __future__ import annotations
 
@@ -71,15 +72,38 @@ def task_digests(batch: Any) -> list[str]:
     return digests
 
 
+class Fingerprinter:
+    """The fingerprint built batch by batch, e.g. while the engine evaluates the test tasks:
+    ``fp = Fingerprinter(suite, n); fp.add(batch) ...; fp.value()``. Batches must arrive in task
+    order (as ``suite.fixed_tasks`` yields them); ``value()`` checks that exactly tasks 0..n-1
+    were added."""
+
+    def __init__(self, suite: Any, n: int):
+        self.n, self._next = n, 0
+        self._h = hashlib.sha256(f"{SCHEME}|{suite.id}|v{suite.version}|{n}".encode())
+
+    def add(self, batch: Any) -> None:
+        ids = batch.task_ids or []
+        if ids != list(range(self._next, self._next + batch.n_tasks)):
+            raise ValueError(f"fixed tasks must be added in order: expected {self._next}.., got {ids[:3]}..")
+        for d in task_digests(batch):
+            self._h.update(bytes.fromhex(d))
+        self._next += batch.n_tasks
+
+    def value(self) -> str:
+        if self._next != self.n:
+            raise ValueError(f"the fingerprint covers {self.n} tasks, {self._next} were added")
+        return f"{SCHEME}:{self._h.hexdigest()}"
+
+
 def fingerprint(suite: Any, n: int | None = None, batch_size: int = 50) -> str:
     """``'tasks-sha256-v1:<hex>'`` over the first ``n`` fixed test tasks of a prepared suite
     (default: all of them)."""
     n = suite.n_test_tasks if n is None else n
-    h = hashlib.sha256(f"{SCHEME}|{suite.id}|v{suite.version}|{n}".encode())
+    fp = Fingerprinter(suite, n)
     for batch in suite.fixed_tasks("test", n, batch_size=batch_size):
-        for d in task_digests(batch):
-            h.update(bytes.fromhex(d))
-    return f"{SCHEME}:{h.hexdigest()}"
+        fp.add(batch)
+    return fp.value()
 
 
 def cached_fingerprint(suite: Any, n: int | None = None) -> str:
