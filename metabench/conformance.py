@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from metabench.errors import ConfigError, MetabenchError
+from metabench.errors import ConfigError
 
 RULES: dict[str, str] = {
     "contract": "the class follows the Algorithm contract",
@@ -182,19 +182,24 @@ class _TestSplitSpy:
         self.hits.append(what + where)
 
     def install(self, suite) -> None:
-        spy, sample, prepare = self, suite.sample, suite.prepare
+        spy, sample, fixed, prepare = self, suite.sample, suite.fixed_tasks, suite.prepare
 
         def spied_sample(split, *a, **kw):
             if split == "test":
                 spy._record("sample('test', ...)")
             return sample(split, *a, **kw)
 
+        def spied_fixed(*a, **kw):
+            if (a[0] if a else kw.get("split", "test")) == "test":
+                spy._record("fixed_tasks('test', ...)")
+            return fixed(*a, **kw)
+
         def spied_prepare(*a, **kw):
             out = prepare(*a, **kw)
             spy.wrap_dicts(suite)
             return out
 
-        suite.sample, suite.prepare = spied_sample, spied_prepare
+        suite.sample, suite.fixed_tasks, suite.prepare = spied_sample, spied_fixed, spied_prepare
 
     def wrap_dicts(self, suite) -> None:
         """Per-split data (``suite._images['test']``...) read before the test phase is a touch too."""
@@ -487,4 +492,4 @@ def format_result(r: CheckResult) -> str:
 
 
 __all__ = ["RULES", "CheckResult", "CheckReport", "run_checks", "choose_suite", "format_result",
-           "load_algorithm_object", "MetabenchError"]
+           "load_algorithm_object"]
