@@ -120,3 +120,34 @@ def test_kill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     pd.testing.assert_frame_equal(t_res, t_ref, check_exact=True)
     assert not list(res.rglob("*.tmp")), "temporary files were left behind"
     assert len(list((run_dir / "checkpoints").glob("ckpt-*.pt"))) == 2  # the last two are kept
+
+
+def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_path):
+    """A finished run whose stored config is not what the cell resolves to now (its preset changed
+    since, e.g. in a newer metabench) is reported with one sentence, never counted as done."""
+    import json as _json
+
+    from metabench.engine.cell import CellRunner
+    from metabench.engine.job import run_job
+    from metabench.errors import ConfigError
+    from metabench.results.writer import read_table, write_table
+    from metabench.spec import RunSpec
+
+    spec = RunSpec(("sinusoid-5shot",), ("maml",), (0,), "smoke", "cpu")
+    (cell,), _ = spec.plan()
+    assert CellRunner(cell, tmp_path, allow_download=False).run() == "finished"
+    again = run_job(spec, tmp_path, progress=False, say=lambda m: None)
+    assert again.skipped_done == [cell.run_id] and not again.failed      # same configuration: done
+    path = tmp_path / cell.run_id / "runs.parquet"
+    row = read_table(path, "runs")
+    config = _json.loads(row["config"].iloc[0])
+    config["algorithm"]["inner_lr"] *= 2                                   # as if the preset had changed
+    row["config"] = _json.dumps(config, sort_keys=True)
+    write_table(row.to_dict("records"), path, "runs")
+    report = run_job(spec, tmp_path, progress=False, say=lambda m: None)
+    assert not report.skipped_done and [r for r, _ in report.failed] == [cell.run_id]
+    message = report.failed[0][1]
+    assert "algorithm.inner_lr differ" in message and "another --results-dir" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="another configuration"):
+        CellRunner(cell, tmp_path, allow_download=False).run()
+    assert read_table(path, "runs")["status"].iloc[0] == "finished"          # the old run is left as it was

@@ -73,6 +73,33 @@ def cell_status(results_dir: Path, run_id: str) -> str | None:
         return None
 
 
+def stored_config_conflict(runner: "CellRunner") -> str | None:
+    """One sentence when the cell's folder already holds a run of another configuration than the
+    cell resolves to now (its preset or a Config field changed since, e.g. in a newer metabench,
+    or the suite's version did), else None. Such a run is neither skipped as done nor resumed:
+    its rows would be reported under today's settings."""
+    path = runner.run_dir / "runs.parquet"
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(read_table(path, "runs")["config"].iloc[0])
+    except Exception:   # unreadable: `metabench results verify` reports it; the resume logic copes
+        return None
+    current = json.loads(json.dumps(runner.resolved_config(), sort_keys=True))
+    missing = object()
+    changed = [f"{part}.{key}" for part in ("algorithm", "loop")
+               for key in sorted(set(stored.get(part) or {}) | set(current[part]))
+               if (stored.get(part) or {}).get(key, missing) != current[part].get(key, missing)]
+    if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
+        changed.append("suite.version")
+    if not changed:
+        return None
+    shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    return (f"{runner.run_dir} holds a run of another configuration than {runner.cell.variant} "
+            f"({runner.cell.preset} preset) resolves to now ({shown} differ; the preset or the code "
+            f"changed since it ran): move or delete that folder, or use another --results-dir")
+
+
 def _train_seed(seed: int) -> int:
     return seed * 1_000_003 + 17
 
@@ -110,6 +137,12 @@ class CellRunner:
         with open(self.run_dir / "events.log", "a", encoding="utf-8") as f:
             f.write(line)
         print(f"{self.cell.run_id}: {message}", file=sys.stderr)
+
+    def resolved_config(self) -> dict[str, Any]:
+        """What identifies the cell's computation: the algorithm's Config, the loop settings and
+        the suite's description (with its version), as stored in ``runs.config``."""
+        return {"algorithm": dataclasses.asdict(self.config), "loop": dataclasses.asdict(self.loop),
+                "suite": self.suite.describe()}
 
     # --- records ------------------------------------------------------------------------------
     def _runs_row(self, status: str, *, started_at, finished_at=None, wall=0.0, steps=0,
@@ -174,6 +207,9 @@ class CellRunner:
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> str:
         """Run (or resume) the cell; returns the final status."""
+        conflict = stored_config_conflict(self)
+        if conflict:
+            raise ConfigError(conflict)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(self.run_dir)   # left by a process killed in the middle of a write
         self.suite.prepare(self.data_root, self.device, allow_download=self.allow_download, progress=False)

@@ -278,6 +278,13 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
                         break
                     continue
                 queue.popleft()
+                if cell_status(results_dir, cell.run_id) in FINAL and (
+                        conflict := _stale(cell, results_dir, data_root)):
+                    report.failed.append((cell.run_id, conflict))
+                    states[cell.run_id] = {"state": "failed", "error": conflict}
+                    tell(f"{cell.run_id}: {conflict}")
+                    grid.update(1)
+                    continue
                 if cell_status(results_dir, cell.run_id) in FINAL:
                     report.skipped_done.append(cell.run_id)
                     states[cell.run_id] = {"state": "skipped"}
@@ -363,6 +370,16 @@ def _finish_states(results_dir: Path, states: dict[str, dict[str, Any]]) -> None
     for run_id, s in states.items():
         if s["state"] == "running":
             s["state"] = cell_status(results_dir, run_id) or "pending"
+
+
+def _stale(cell: Cell, results_dir: Path, data_root) -> str | None:
+    """Why a finished cell's folder does not hold this cell's configuration (None if it does)."""
+    from metabench.engine.cell import CellRunner, stored_config_conflict
+
+    try:
+        return stored_config_conflict(CellRunner(cell, results_dir, data_root, allow_download=False))
+    except MetabenchError:
+        return None   # the cell cannot be set up here; skipping it as done is what happened before
 
 
 def _make_executor(spec, results_dir, data_root, job_id, n_cells, jdir, tell):
