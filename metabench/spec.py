@@ -408,7 +408,11 @@ class RunSpec:
 
         if not isinstance(self.overrides, dict):
             raise ConfigError(f"overrides must map 'ALGO.FIELD' to values, got {_short(self.overrides)}")
-        refs = [(ref, *parse_algorithm_ref(ref)) for ref in self.algorithms]
+        from metabench.algorithms import named_variant
+
+        # A named variant ('rl2-aux-privileged') stands for its bracket entry.
+        refs = [(ref, *parse_algorithm_ref(ref)) for ref in
+                (r if r in ALGORITHMS or "[" in r else (named_variant(r) or r) for r in self.algorithms)]
         bases = [base for _, base, _ in refs]
         by_target: dict[str, dict[str, list[Any]]] = {}
         for key, values in self.overrides.items():
@@ -423,6 +427,11 @@ class RunSpec:
         out = []
         n_cells = 0
         for ref, base, fixed in refs:
+            if base not in ALGORITHMS and ":" not in base:
+                variants = sorted(v for a in ALGORITHMS.names() for v in ALGORITHMS.get(a).VARIANTS)
+                hint = _did_you_mean(base, ALGORITHMS.names() + variants)
+                raise ConfigError(f"Unknown algorithm {_short(base)}.{hint} Known: {', '.join(ALGORITHMS.names())}; "
+                                  f"named variants: {', '.join(variants) or 'none'} (or a plugin as package.module:Class).")
             cls = ALGORITHMS.get(base)
             raw = {k: [v] for k, v in fixed.items()}
             raw.update(by_target.get(LOOP_TARGET, {}))

@@ -140,3 +140,14 @@ def test_a_job_spec_round_trips_through_its_json(tmp_path):
     spec = RunSpec(("sinusoid-5shot",), ("maml",), (0,), "smoke", overrides=parse_sets(["maml.inner_steps=1,3"]))
     again = RunSpec.from_json(json.loads(json.dumps(dataclasses.asdict(spec))))   # what spec.json holds
     assert again.plan() == spec.plan()
+
+
+def test_named_variants_stand_for_their_bracket_entry():
+    from metabench.algorithms import ALGORITHMS, named_variant
+
+    entry = named_variant("rl2-aux-privileged")
+    assert entry == ALGORITHMS.get("rl2").VARIANTS["rl2-aux-privileged"] and entry.startswith("rl2[")
+    (cell,), _ = RunSpec(("tabular-mdp-n10",), ("rl2-aux-privileged",), (0,), "quick").plan()
+    assert cell.variant == entry and cell.algorithm == "rl2"       # the leaderboard shows the entry
+    with pytest.raises(ConfigError, match="Did you mean 'rl2-aux-privileged'"):
+        RunSpec(("tabular-mdp-n10",), ("rl2-aux-privilegd",), (0,), "quick").plan()

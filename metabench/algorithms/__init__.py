@@ -28,4 +28,20 @@ for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb
 for _cls in (RL2, MAMLRL, MQL):   # meta-RL learners (issue 4)
     ALGORITHMS.add(_cls.name, _cls)
 
-__all__ = ["ALGORITHMS", "CONTRACT_VERSION", "Algorithm", "TrainRequest", "check_algorithm_class"]
+# Named variants live next to each algorithm (module-level VARIANTS); the class carries them.
+from metabench.algorithms import mann as _mann, matchingnet as _matchingnet, metanet as _metanet, rl2 as _rl2  # noqa: E402
+
+for _cls, _mod in ((MANN, _mann), (MatchingNet, _matchingnet), (MetaNet, _metanet), (RL2, _rl2)):
+    _cls.VARIANTS = dict(_mod.VARIANTS)
+
+
+def named_variant(name: str) -> str | None:
+    """The bracket entry of the named variant ``name`` (e.g. 'rl2-aux-privileged'), or None."""
+    for algo in ALGORITHMS.names():
+        entry = ALGORITHMS.get(algo).VARIANTS.get(name)
+        if entry is not None:
+            return entry
+    return None
+
+
+__all__ = ["named_variant", "ALGORITHMS", "CONTRACT_VERSION", "Algorithm", "TrainRequest", "check_algorithm_class"]

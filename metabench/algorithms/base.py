@@ -41,6 +41,10 @@ class Algorithm:
     needs_training: ClassVar[bool] = True
     #: preset name -> suite kind (or suite id) -> Config field overrides
     PRESETS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    #: Named variants: short name -> the exact bracket entry (``rl2[trial_progress=true]``), each a
+    #: configuration the paper did not use, so never a preset (docs/variants.md). ``--algorithms``
+    #: accepts the short name; the leaderboard shows the entry.
+    VARIANTS: ClassVar[dict[str, str]] = {}
     #: The Algorithm contract version this class is written against (see CONTRACT_VERSION).
     contract_version: ClassVar[int] = CONTRACT_VERSION
 
