@@ -32,7 +32,8 @@ if can_act:
                                 help="Only algorithms that fit at least one chosen suite.")
     if greyed:
         with st.expander(f"{len(greyed)} algorithm(s) do not fit the chosen suites"):
-            st.markdown("\n".join(f"- **{a}** — {reason}" for a, reason in greyed.items()))
+            st.markdown("\n".join(f"- **{a}** {reason.removeprefix(a + ' ')}" if reason.startswith(a + " ")
+                                   else f"- **{a}** — {reason}" for a, reason in greyed.items()))
     left, mid, right = st.columns(3)
     seeds = left.text_input("Seeds", "0", help="Comma-separated, e.g. 0,1,2", key="launch_seeds")
     preset = mid.selectbox("Preset", ["smoke", "quick", "paper"], index=1, key="launch_preset")
@@ -69,12 +70,11 @@ if can_act:
             st.success(f"Started job {job_id}.")
         except MetabenchError as exc:
             st.error(str(exc))
-    if look.button("Preview cells", disabled=not ready, key="launch_preview",
-                   help="`metabench run --dry-run`: the cells this would run, and whether they are done"):
+    if look.button("Preview cells", disabled=not ready, key="launch_preview"):   # metabench run --dry-run
         try:
             cells, skips = launch.preview(folder, suites, algorithms, seeds, preset, sets)
             st.dataframe(cells, hide_index=True, key="launch_cells")
-            st.caption(f"{len(cells)} cell(s)" + "".join(f" · skip {x}" for x in skips)
+            st.caption(f"{len(cells)} cell(s) (`metabench run --dry-run`)" + "".join(f" · skip {x}" for x in skips)
                        + (" · a value equal to the preset's is the plain entry" if sets else ""))
         except MetabenchError as exc:
             st.error(str(exc))

@@ -79,7 +79,8 @@ def fitting(cat: dict[str, Any], suites: list[str]) -> tuple[list[str], dict[str
         if any(fits[s]["ok"] for s in suites):
             ok.append(a)
         elif suites:
-            greyed[a] = "; ".join(dict.fromkeys(fits[s]["reason"] for s in suites))
+            # one clause each: "rl2 handles rl-... tasks; sinusoid-5shot is regression; omniglot-5w1s is ..."
+            greyed[a] = "; ".join(dict.fromkeys(part for s in suites for part in fits[s]["reason"].split("; ")))
     return ok, greyed
 
 
@@ -289,11 +290,8 @@ def settings_inputs(cat: dict[str, Any], algorithm: str, preset: str, suites: li
     algo = next(a for a in cat["algorithms"] if a["name"] == algorithm)
     values, differ = prefill(cat, algorithm, preset, suites)
     prefix = f"cfg_{algorithm}"
-    changed = [k for k in values if f"{prefix}_{k}" in st.session_state
-               and st.session_state.get(f"{prefix}__ctx") == json.dumps([preset, suites])
-               and not _same(st.session_state[f"{prefix}_{k}"], values[k])]
-    label = f"{algorithm} settings" + (f" — {len(changed)} changed" if changed else "")
-    with st.expander(label):
+    # A constant label: a changed label would close the expander while the user is editing in it.
+    with st.expander(f"{algorithm} settings"):
         fitting = [s for s in suites if cat["fits"][algorithm][s]["ok"]]
         st.caption(f"{algo['family']} · {algo['origin']} · prefilled with the **{preset}** preset on "
                    f"{', '.join(fitting)}; a changed value overrides it on every suite.")
