@@ -269,6 +269,8 @@ def cmd_check(args) -> int:
                         allow_download=not args.no_download, on_start=start,
                         on_result=lambda r: print("  " + format_result(r), flush=True))
     passed = sum(r.ok is True for r in report.results)
+    if args.results_dir:
+        print(f"the smoke cells' results are in {args.results_dir} (run/, again/, killed/)")
     if report.ok:
         print(f"all {passed} checks passed")
         return 0

@@ -302,6 +302,15 @@ def test_folder_suite_id_clash_with_a_builtin_is_refused(tmp_path):
     assert SUITES.origin("omniglot-5w1s") == "built-in" and type(make_suite("omniglot-5w1s")).__name__ == "Omniglot"
 
 
+def test_a_refused_suite_folder_is_explained_when_its_suite_is_asked_for(tmp_path):
+    folder = make_folder(tmp_path, "broken")
+    _edit(folder, "way = 5", "way = five")
+    r = subprocess.run(["metabench", "run", "--suites", "broken", "--algorithms", "protonet", "--dry-run"],
+                       env=_env(METABENCH_DATA=str(tmp_path)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: Unknown suite 'broken'.") and "is not valid TOML" in r.stderr, r.stderr
+
+
 def test_example_algorithm_by_import_path_on_a_folder_suite(folder_root, monkeypatch):
     """The example's algorithm without installing it (its folder on sys.path, an import path)."""
     monkeypatch.syspath_prepend(str(EXAMPLE))
