@@ -32,8 +32,7 @@ if can_act:
                                 help="Only algorithms that fit at least one chosen suite.")
     if greyed:
         with st.expander(f"{len(greyed)} algorithm(s) do not fit the chosen suites"):
-            st.markdown("\n".join(f"- **{a}** {reason.removeprefix(a + ' ')}" if reason.startswith(a + " ")
-                                   else f"- **{a}** — {reason}" for a, reason in greyed.items()))
+            st.markdown(launch.unfit_list(greyed))
     left, mid, right = st.columns(3)
     seeds = left.text_input("Seeds", "0", help="Comma-separated, e.g. 0,1,2", key="launch_seeds")
     preset = mid.selectbox("Preset", ["smoke", "quick", "paper"], index=1, key="launch_preset")
@@ -58,7 +57,8 @@ if can_act:
         n_seeds = len([x for x in seeds.split(",") if x.strip()]) or 1
         st.caption(f"Cell time on this machine ({preset}, median of finished runs): "
                    + ", ".join(f"{s} × {a}: {known[(s, a)][0]:.0f} s" for s, a in grid if (s, a) in known)
-                   + f" · about {sum(m for m, _ in est) * n_seeds / 60:.1f} min of cell time for the known cells")
+                   + f" · about {sum(m for m, _ in est) * n_seeds / 60:.1f} min of cell time for the known cells"
+                   + (", per swept value" if any("," in x for x in sets or []) else ""))
     elif grid:
         st.caption(f"No finished {preset} runs of this grid here yet, so no time estimate.")
     ready = bool(suites and algorithms) and sets is not None

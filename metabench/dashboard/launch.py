@@ -84,6 +84,12 @@ def fitting(cat: dict[str, Any], suites: list[str]) -> tuple[list[str], dict[str
     return ok, greyed
 
 
+def unfit_list(greyed: dict[str, str]) -> str:
+    """Markdown bullets, one per algorithm that fits none of the chosen suites, with the reason."""
+    return "\n".join(f"- **{a}** {reason.removeprefix(a + ' ')}" if reason.startswith(a + " ")
+                     else f"- **{a}** — {reason}" for a, reason in greyed.items())
+
+
 def cell_time_estimates(runs: pd.DataFrame, preset: str) -> dict[tuple[str, str], tuple[float, int]]:
     """(suite, algorithm) -> (median wall time in s, number of finished runs) for `preset`."""
     if runs.empty:
