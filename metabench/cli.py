@@ -173,6 +173,9 @@ def cmd_run(args) -> int:
     from metabench.engine.job import run_job
     from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds, parse_sets
 
+    from metabench.suites import add_data_root
+
+    add_data_root(args.data_dir)   # image-folder suites declared under --data-dir (docs/plugins.md)
     sets = parse_sets(args.set)
     if args.spec:   # a spec file; --executor/--workers/--ray-address/--set still apply when given
         spec = load_spec(args.spec)

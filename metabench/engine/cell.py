@@ -118,6 +118,10 @@ class CellRunner:
         self.progress = progress or (lambda info: None)
         check_run_id(cell.run_id)  # a folder name under results_dir, never a path out of it
         self.device = resolve_device(cell.device)
+        if data_root is not None:   # image-folder suites declared under the data folder
+            from metabench.suites import add_data_root
+
+            add_data_root(data_root)
         self.suite = make_suite(cell.suite)
         self.algo_cls = ALGORITHMS.get(cell.algorithm)
         ok, reason = self.algo_cls.fits(self.suite)

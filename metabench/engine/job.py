@@ -224,10 +224,14 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
     lock = _lock_job(jdir)
     tell = _Log(jdir / "job.log", say)
     saved = read_spec(jdir)
+    data_root = saved.get("data_root")
+    if data_root is not None:   # image-folder suites declared under the job's data folder
+        from metabench.suites import add_data_root
+
+        add_data_root(data_root)
     spec = RunSpec.from_json(saved["spec"])
     cells = [Cell.from_json(c) for c in saved["cells"]]
     remove_stale_temporaries(results_dir, [c.run_id for c in cells])  # left by killed processes
-    data_root = saved.get("data_root")
     report = JobReport(job_id, incompatible=[tuple(x) for x in saved.get("incompatible", [])])
     (jdir / "cancel").unlink(missing_ok=True)  # a resumed job starts afresh
     me = identity()
