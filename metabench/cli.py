@@ -375,9 +375,12 @@ def cmd_leaderboard(args) -> int:
         return 0
     parts = []
     for i, s in enumerate(suites):
-        table = format_leaderboard(db.leaderboard(s), args.format)
+        board = db.leaderboard(s)
+        table = format_leaderboard(board, args.format)
         if args.format == "table":
             table = ("\n" if i else "") + f"== {s} ==\n" + table
+            # Entries not paired with the best (other fixed test tasks): one line each, why.
+            table += "".join(f"\n  note: {v}: {n}" for v, n in zip(board["variant"], board["note"]) if n)
         elif args.format == "markdown":
             table = ("\n" if i else "") + f"### {s}\n\n" + table
         elif args.format == "latex" and i:

@@ -21,6 +21,9 @@ st.caption(
     + f" · finished runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
 )
 widgets.leaderboard_table(board)
+for entry, note in zip(board["variant"], board["note"].fillna(""), strict=True):
+    if note:   # another set of fixed test tasks than the best entry's: shown, but not compared
+        st.warning(f"**{entry}** is {note}.", icon=":material/link_off:")
 widgets.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "

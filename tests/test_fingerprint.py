@@ -93,3 +93,36 @@ def test_runs_record_the_fingerprint_and_pair_only_when_it_agrees(tmp_path):
     lb = ResultsDB(tmp_path).leaderboard("sinusoid-5shot").set_index("variant")
     assert lb.loc[other, "vs_best"] == "unpaired" and lb.loc[other, "p_vs_best"] != lb.loc[other, "p_vs_best"]
     assert "different fixed test tasks" in lb.loc[other, "note"] and "\n" not in lb.loc[other, "note"]
+
+
+def test_unpaired_entries_are_explained_in_the_cli_and_the_dashboard(tmp_path, monkeypatch):
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from metabench import cli
+    from metabench.dashboard import widgets
+    from metabench.results import write_fixture_results
+    from metabench.results.writer import read_table, write_table
+
+    write_fixture_results(tmp_path)
+    for path in tmp_path.glob("sinusoid-5shot*reptile*/runs.parquet"):   # reptile: other test tasks
+        row = read_table(path, "runs")
+        row["tasks_fingerprint"] = f"{SCHEME}:{'cd' * 32}"
+        write_table(row.to_dict("records"), path, "runs")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["leaderboard", "--suite", "sinusoid-5shot", "--results-dir", str(tmp_path)]) == 0
+    assert "note: reptile: not paired with the best entry: different fixed test tasks" in out.getvalue()
+    monkeypatch.setenv(widgets.ENV_VAR, str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.query_params["suite"] = "sinusoid-5shot"
+    at.switch_page("pages/leaderboard.py").run()
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == [
+        "**reptile** is not paired with the best entry: different fixed test tasks (fingerprint "
+        "cdcdcdcdcdcd vs " + read_table(next(tmp_path.glob("sinusoid-5shot*maml*/runs.parquet")), "runs")
+        ["tasks_fingerprint"].iloc[0].split(":")[1][:12] + ")."]
+    assert at.dataframe[0].value["vs best"].tolist() == ["best", "unpaired"]
