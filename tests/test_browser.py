@@ -142,21 +142,18 @@ def test_csv_export_downloads_the_leaderboard(server, page):
     assert got["algorithm"].tolist() == ["maml", "reptile"]
     assert got["mean"].tolist() == pytest.approx([0.30, 0.50])
     assert got["mean"].tolist() == pytest.approx(expected["mean"].tolist())
-    assert data.startswith(b"rank,algorithm,family,preset,mean,")
+    assert data.startswith(b"rank,algorithm,variant,changes,family,preset,mean,")
 
 
-def test_launch_a_smoke_job_and_see_it_in_the_leaderboard(server, page, shots, tmp_path_factory):
-    """Issue 6 in a real browser: in one session, point the sidebar at an empty folder, fill the
-    Launch form (sinusoid-5shot + maml, smoke preset, seed 0), launch, watch the live job list
-    until the job is finished, then open the Leaderboard and find its cell there."""
+def _maml_smoke_form(server, page, folder):
+    """Open /launch on an empty results folder and fill the form: sinusoid-5shot (the default
+    suite), maml, the smoke preset. Returns the folder."""
     url, _ = server
-    folder = tmp_path_factory.mktemp("launched")
     _open(page, f"{url}/launch", "Jobs")
     box = page.locator(".st-key-results_dir input")
     box.fill(str(folder))
     box.press("Enter")
     page.get_by_text("No jobs yet in", exact=False).first.wait_for(timeout=60_000)
-    # The form: suites default to sinusoid-5shot; pick maml and the smoke preset.
     page.locator(".st-key-launch_suites").get_by_text("sinusoid-5shot").wait_for(timeout=120_000)
     algorithms = page.locator(".st-key-launch_algorithms input")
     algorithms.click()
@@ -165,6 +162,14 @@ def test_launch_a_smoke_job_and_see_it_in_the_leaderboard(server, page, shots, t
     page.keyboard.press("Escape")
     page.locator(".st-key-launch_preset").click()
     page.get_by_role("option", name="smoke", exact=True).click()
+    return folder
+
+
+def test_launch_a_smoke_job_and_see_it_in_the_leaderboard(server, page, shots, tmp_path_factory):
+    """Issue 6 in a real browser: in one session, point the sidebar at an empty folder, fill the
+    Launch form (sinusoid-5shot + maml, smoke preset, seed 0), launch, watch the live job list
+    until the job is finished, then open the Leaderboard and find its cell there."""
+    folder = _maml_smoke_form(server, page, tmp_path_factory.mktemp("launched"))
     page.get_by_text("No finished smoke runs of this grid here yet", exact=False).wait_for(timeout=30_000)
     page.screenshot(path=str(shots / "launch-form.png"), full_page=True)
     page.get_by_role("button", name="Launch", exact=True).click()
@@ -196,21 +201,7 @@ def test_launch_a_sweep_from_the_form(server, page, shots, tmp_path_factory):
     """Issue 20 in a real browser: sinusoid-5shot + maml, smoke preset, the sweep
     `inner_steps = 1,2` typed in maml's settings; the preview lists two cells, the job runs both,
     and each becomes its own entry (run id) in the results folder."""
-    url, _ = server
-    folder = tmp_path_factory.mktemp("swept")
-    _open(page, f"{url}/launch", "Jobs")
-    box = page.locator(".st-key-results_dir input")
-    box.fill(str(folder))
-    box.press("Enter")
-    page.get_by_text("No jobs yet in", exact=False).first.wait_for(timeout=60_000)
-    page.locator(".st-key-launch_suites").get_by_text("sinusoid-5shot").wait_for(timeout=120_000)
-    algorithms = page.locator(".st-key-launch_algorithms input")
-    algorithms.click()
-    algorithms.fill("maml")
-    page.get_by_role("option", name="maml", exact=True).click()
-    page.keyboard.press("Escape")
-    page.locator(".st-key-launch_preset").click()
-    page.get_by_role("option", name="smoke", exact=True).click()
+    folder = _maml_smoke_form(server, page, tmp_path_factory.mktemp("swept"))
     # maml's settings: prefilled with the smoke preset on sinusoid-5shot (hidden 16, not the default 64)
     page.get_by_text("maml settings", exact=True).click()
     hidden = page.locator(".st-key-cfg_maml_hidden input")
