@@ -129,7 +129,7 @@ def cmd_list(args) -> int:
             "suites": [dict(s.describe(), unavailable=s.unavailable(), origin=SUITES.origin(s.id)) for s in suites],
             "algorithms": [{"name": a.name, "family": a.family, "supports": sorted(a.supports),
                             "presets": sorted(a.PRESETS), "origin": ALGORITHMS.origin(a.name),
-                            **algorithm_settings(a)} for a in algos],
+                            "variants": dict(a.VARIANTS), **algorithm_settings(a)} for a in algos],
             "loop": describe_loop(),
             "fits": {a: {s: {"ok": ok, "reason": r} for s, (ok, r) in row.items()} for a, row in fits.items()},
         }), indent=1))
@@ -147,6 +147,12 @@ def cmd_list(args) -> int:
     scol = max(len(", ".join(sorted(a.supports))) for a in algos) + 2
     for a in algos:
         print(f"  {a.name:<{col}}{a.family:<{fcol}}{', '.join(sorted(a.supports)):<{scol}}{ALGORITHMS.origin(a.name)}")
+    named = [(n, e) for a in algos for n, e in sorted(a.VARIANTS.items())]
+    if named:
+        print("\nNamed variants (tricks the papers did not use; run by name, shown as the entry; docs/variants.md):")
+        ncol = max(len(n) for n, _ in named) + 2
+        for n, e in named:
+            print(f"  {n:<{ncol}}{e}")
     width = max(len(s.id) for s in suites) + 2
     print("\nFits (the algorithms that run on each suite):")
     for s in suites:

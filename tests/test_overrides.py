@@ -151,3 +151,13 @@ def test_named_variants_stand_for_their_bracket_entry():
     assert cell.variant == entry and cell.algorithm == "rl2"       # the leaderboard shows the entry
     with pytest.raises(ConfigError, match="Did you mean 'rl2-aux-privileged'"):
         RunSpec(("tabular-mdp-n10",), ("rl2-aux-privilegd",), (0,), "quick").plan()
+
+
+def test_metabench_list_names_the_variants():
+    rc, out, _ = _cli(["list"])
+    assert rc == 0 and "Named variants" in out
+    assert any(line.split() == ["rl2-aux-privileged", "rl2[aux_reward_coef=0.5,hidden=256,privileged_value=true,trial_progress=true]"]
+               for line in out.splitlines())
+    rc, out, _ = _cli(["list", "--json"])
+    algos = {a["name"]: a for a in json.loads(out)["algorithms"]}
+    assert algos["rl2"]["variants"]["rl2-progress"] == "rl2[trial_progress=true]" and algos["maml"]["variants"] == {}
