@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="table | csv | markdown | latex | parquet (default: table); parquet needs --output")
     p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
 
+    p = sub.add_parser("reproduce", help="re-run a stored cell from its configuration and compare its test rows")
+    p.add_argument("run_id", help="a run id (a folder name in the results folder)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--scratch", default=None, metavar="DIR",
+                   help="where the rerun writes (default: a new temporary folder); the stored run is never touched")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    p.add_argument("--no-download", action="store_true", help="never download missing datasets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("results", help="check a results folder")
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION")
     r = rsub.add_parser("verify", help="check every results file and checkpoint; exit 1 if any is bad")
@@ -213,6 +223,37 @@ def cmd_run(args) -> int:
     report = run_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
                      progress=not args.quiet, say=lambda m: print(m, file=sys.stderr))
     return _report(report, args.results_dir)
+
+
+def cmd_reproduce(args) -> int:
+    from metabench.data import resolve_data_root
+    from metabench.engine.reproduce import reproduce
+    from metabench.spec import DEVICES
+
+    if args.device not in DEVICES:
+        raise MetabenchError(f"--device must be one of {', '.join(DEVICES)}, got {args.device!r}")
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, desc=f"reproduce {args.run_id}", unit="step", file=sys.stderr, leave=False)
+
+    def progress(info: dict) -> None:
+        if bar is not None:
+            bar.total = info.get("total") or bar.total
+            bar.n = int(info.get("step") or 0)
+            bar.set_postfix_str(str(info.get("phase", "")))
+            bar.refresh()
+
+    try:
+        result = reproduce(args.results_dir, args.run_id, scratch=args.scratch, data_root=resolve_data_root(args.data_dir),
+                           device=args.device, allow_download=not args.no_download, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{args.run_id}: {result.summary()}")
+    print(f"rerun written to {result.scratch}")
+    return 0 if result.identical or result.inside_spread else 1
 
 
 def _dry_run(spec, results_dir: Path) -> int:
@@ -452,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     handlers = {"list": cmd_list, "run": cmd_run, "jobs": cmd_jobs, "leaderboard": cmd_leaderboard,
-                "data": cmd_data, "app": cmd_app, "results": cmd_results, "check": cmd_check}
+                "data": cmd_data, "app": cmd_app, "results": cmd_results, "check": cmd_check,
+                "reproduce": cmd_reproduce}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:

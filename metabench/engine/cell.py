@@ -73,6 +73,20 @@ def cell_status(results_dir: Path, run_id: str) -> str | None:
         return None
 
 
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields (``algorithm.inner_lr``, ``loop.meta_steps``, ``suite.version``) in which a run's
+    stored ``config`` differs from ``CellRunner.resolved_config()``; a field missing on one side
+    differs too (a Config field added since may have changed what the code computes)."""
+    current = json.loads(json.dumps(current, sort_keys=True))   # tuples as JSON lists, as stored
+    missing = object()
+    changed = [f"{part}.{key}" for part in ("algorithm", "loop")
+               for key in sorted(set(stored.get(part) or {}) | set(current[part]))
+               if (stored.get(part) or {}).get(key, missing) != current[part].get(key, missing)]
+    if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
+        changed.append("suite.version")
+    return changed
+
+
 def stored_config_conflict(runner: "CellRunner") -> str | None:
     """One sentence when the cell's folder already holds a run of another configuration than the
     cell resolves to now (its preset or a Config field changed since, e.g. in a newer metabench,
@@ -85,13 +99,7 @@ def stored_config_conflict(runner: "CellRunner") -> str | None:
         stored = json.loads(read_table(path, "runs")["config"].iloc[0])
     except Exception:   # unreadable: `metabench results verify` reports it; the resume logic copes
         return None
-    current = json.loads(json.dumps(runner.resolved_config(), sort_keys=True))
-    missing = object()
-    changed = [f"{part}.{key}" for part in ("algorithm", "loop")
-               for key in sorted(set(stored.get(part) or {}) | set(current[part]))
-               if (stored.get(part) or {}).get(key, missing) != current[part].get(key, missing)]
-    if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
-        changed.append("suite.version")
+    changed = config_differences(stored, runner.resolved_config())
     if not changed:
         return None
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")

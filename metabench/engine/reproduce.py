@@ -1,0 +1,133 @@
+"""`metabench reproduce RUN_ID`: re-run a stored cell and compare its test rows with the stored ones.
+
+The cell is rebuilt from what its ``runs`` row recorded (suite, algorithm, seed, preset and
+overrides), checked to resolve to the configuration stored with it (otherwise this metabench
+computes something else and says which fields differ), run from scratch into a scratch folder,
+and its per-task rows are compared with the stored rows:
+
+* **identical**: every (task, metric) value bit for bit (expected on the same kind of CPU with
+  the same torch; see docs/reliability.md for what is and is not bit-reproducible);
+* otherwise the mean difference on the primary metric with its paired 95% CI over the test
+  tasks, and whether it is inside the seed-to-seed spread of the run's entry (the standard
+  deviation of the per-seed means of the other finished seeds of the same entry in the folder).
+
+It also says whether the fixed test tasks' fingerprints agree (issue 21 §3).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from metabench.engine.cell import CellRunner, config_differences
+from metabench.errors import ConfigError
+from metabench.results.ids import check_run_id
+from metabench.results.writer import read_table
+from metabench.spec import Cell
+
+
+@dataclasses.dataclass
+class Reproduction:
+    run_id: str
+    scratch: Path
+    identical: bool
+    n_rows: int
+    metric: str
+    mean_diff: float = 0.0
+    ci95: float = 0.0
+    spread: float | None = None
+    """Std of the per-seed means of the entry's other seeds and the rerun (None: no other seeds)."""
+    same_tasks: bool | None = None
+    """Whether the test-task fingerprints agree (None: the stored run recorded none)."""
+
+    @property
+    def inside_spread(self) -> bool | None:
+        if self.identical:
+            return True
+        if self.spread is None or not math.isfinite(self.spread):
+            return None
+        return abs(self.mean_diff) <= 1.96 * self.spread
+
+    def summary(self) -> str:
+        tasks = {None: "the stored run recorded no test-task fingerprint", True: "same fixed test tasks (fingerprints agree)",
+                 False: "the fixed test tasks DIFFER from the stored run's (fingerprints disagree)"}[self.same_tasks]
+        if self.identical:
+            return f"identical: all {self.n_rows} (task, metric) rows equal the stored ones bit for bit; {tasks}."
+        spread = ("no other seeds of this entry in the folder to compare with" if self.inside_spread is None else
+                  f"{'inside' if self.inside_spread else 'OUTSIDE'} the seed-to-seed spread "
+                  f"(1.96 x std over seeds = {1.96 * self.spread:.4g})")
+        return (f"not identical: {self.metric} differs by {self.mean_diff:+.4g} ± {self.ci95:.4g} on average "
+                f"(rerun minus stored, paired 95% CI over the test tasks), {spread}; {tasks}.")
+
+
+def cell_of(row: dict[str, Any], device: str = "cpu") -> Cell:
+    """The cell a stored ``runs`` row was (suite, algorithm, seed, preset, overrides)."""
+    overrides = json.loads(row.get("overrides") or "{}")
+    return Cell(str(row["suite"]), str(row["algorithm"]), int(row["seed"]), str(row["preset"]), device, overrides)
+
+
+def _seed_spread(results_dir: Path, row: dict[str, Any], rerun_mean: float) -> float | None:
+    """Std (ddof=1) of the per-seed means of the primary metric over the other finished seeds of
+    the same entry as ``row`` and the rerun (the stored run itself is what is in question, so it
+    is left out); None when there is no other seed."""
+    from metabench.results.query import ResultsDB
+
+    runs = ResultsDB(results_dir).runs(row["suite"])
+    same = runs[(runs["status"] == "finished") & (runs["run_id"] != row["run_id"])]
+    for k in ("suite_version", "variant", "preset", "split_scheme", "transductive", "query_batch"):
+        same = same[same[k] == row[k]]
+    means = [rerun_mean]
+    for rid in same["run_id"]:
+        t = read_table(results_dir / rid / "tasks.parquet", "tasks")
+        means.append(float(t.loc[t["metric"] == row["primary_metric"], "value"].mean()))
+    return float(np.std(means, ddof=1)) if len(means) >= 2 else None
+
+
+def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | None = None, data_root=None,
+              device: str = "cpu", allow_download: bool = True,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> Reproduction:
+    """Re-run the stored cell ``run_id`` of ``results_dir`` into ``scratch`` and compare."""
+    results_dir = Path(results_dir)
+    check_run_id(run_id)
+    path = results_dir / run_id / "runs.parquet"
+    if not path.exists():
+        raise ConfigError(f"no run {run_id!r} in {results_dir} (expected {path}); `metabench leaderboard "
+                          f"--results-dir {results_dir} --format csv` lists what is there")
+    row = read_table(path, "runs").iloc[0].to_dict()
+    if row["status"] != "finished":
+        raise ConfigError(f"run {run_id} is {row['status']}, not finished: there are no test rows to compare")
+    stored_tasks = read_table(results_dir / run_id / "tasks.parquet", "tasks")
+    cell = cell_of(row, device)
+    scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="metabench-reproduce-"))
+    runner = CellRunner(cell, scratch, data_root, allow_download=allow_download, progress=progress)
+    differ = config_differences(json.loads(row["config"]), runner.resolved_config())
+    if differ:
+        raise ConfigError(f"run {run_id} cannot be reproduced by this metabench: its stored configuration differs "
+                          f"from what {cell.variant} ({cell.preset} preset) resolves to now ({', '.join(differ[:6])}); "
+                          f"it was written by metabench {row['metabench_version']}")
+    if runner.run() != "finished":
+        raise ConfigError(f"the rerun of {run_id} did not finish; see {scratch / cell.run_id / 'events.log'}")
+    new_row = read_table(scratch / cell.run_id / "runs.parquet", "runs").iloc[0]
+    new_tasks = read_table(scratch / cell.run_id / "tasks.parquet", "tasks")
+    a = stored_tasks.set_index(["metric", "task_id"])["value"].sort_index()
+    b = new_tasks.set_index(["metric", "task_id"])["value"].sort_index()
+    stored_fp = row.get("tasks_fingerprint")
+    same_tasks = None if not isinstance(stored_fp, str) else stored_fp == new_row["tasks_fingerprint"]
+    metric = str(row["primary_metric"])
+    identical = a.index.equals(b.index) and bool(np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
+    result = Reproduction(run_id, scratch, identical, len(a), metric, same_tasks=same_tasks)
+    if not identical:
+        x, y = b.loc[metric], a.loc[metric]
+        both = x.index.intersection(y.index)
+        d = (x.loc[both] - y.loc[both]).to_numpy(float)
+        from metabench.results.stats import ci_halfwidth
+
+        result.mean_diff = float(d.mean()) if d.size else float("nan")
+        result.ci95 = float(ci_halfwidth(d.std(ddof=1), d.size)) if d.size > 1 else float("nan")
+        result.spread = _seed_spread(results_dir, row, float(x.mean()))
+    return result
