@@ -61,3 +61,24 @@ def suite_by_id(shared_data: Path):
                 pytest.skip(f"{suite_id}: no data in {shared_data} ({exc})")
         return prepared[suite_id]
     return get
+
+
+@pytest.fixture
+def run_cli():
+    """``run_cli(argv) -> (exit status, stdout, stderr)`` of ``metabench ARGV`` in this process
+    (argparse's SystemExit becomes its status)."""
+    import contextlib
+    import io
+
+    from metabench import cli
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli.main(argv)
+            except SystemExit as exc:
+                rc = exc.code
+        return rc, out.getvalue(), err.getvalue()
+
+    return run

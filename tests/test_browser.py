@@ -145,6 +145,16 @@ def test_csv_export_downloads_the_leaderboard(server, page):
     assert data.startswith(b"rank,algorithm,variant,changes,family,preset,mean,")
 
 
+def _leaderboard_cells(page) -> list[str]:
+    """Open the Leaderboard from the sidebar (same session) and return its table's cell texts."""
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Leaderboard").click()
+    page.get_by_text("Across suites", exact=False).first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
+    cells.first.wait_for(state="attached", timeout=30_000)
+    return [c.strip() for c in cells.all_text_contents()]
+
+
 def _maml_smoke_form(server, page, folder):
     """Open /launch on an empty results folder and fill the form: sinusoid-5shot (the default
     suite), maml, the smoke preset. Returns the folder."""
@@ -183,12 +193,7 @@ def test_launch_a_smoke_job_and_see_it_in_the_leaderboard(server, page, shots, t
     assert "finished" in job.inner_text()
     page.screenshot(path=str(shots / "launch-finished.png"), full_page=True)
     # Same session (the sidebar's folder is kept): the Leaderboard shows the new cell.
-    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Leaderboard").click()
-    page.get_by_text("Across suites", exact=False).first.wait_for(timeout=60_000)
-    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
-    cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
-    cells.first.wait_for(state="attached", timeout=30_000)
-    row = [c.strip() for c in cells.all_text_contents()]
+    row = _leaderboard_cells(page)
     assert "maml" in row and "best" in row, row
     assert "n/a" in row, f"std over one seed should read n/a: {row}"  # Std (seeds) with seed 0 only
     # One row: its protocol (preset smoke, 1 seed) is said once under the table.
@@ -231,11 +236,6 @@ def test_launch_a_sweep_from_the_form(server, page, shots, tmp_path_factory):
     runs = sorted(p.name for p in folder.iterdir() if p.name.startswith("sinusoid-5shot--maml--smoke--seed0"))
     assert len(runs) == 2 and runs[0] == "sinusoid-5shot--maml--smoke--seed0", runs
     # Both entries on the Leaderboard: the plain preset and the variant.
-    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Leaderboard").click()
-    page.get_by_text("Across suites", exact=False).first.wait_for(timeout=60_000)
-    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
-    cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
-    cells.first.wait_for(state="attached", timeout=30_000)
-    row = [c.strip() for c in cells.all_text_contents()]
+    row = _leaderboard_cells(page)
     page.screenshot(path=str(shots / "launch-sweep-leaderboard.png"), full_page=True)
     assert "maml[inner_steps=2]" in row and "maml" in row, row

@@ -2,14 +2,11 @@
 variants, spec files in JSON and TOML, `--dry-run`; every bad input is one ConfigError sentence."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 
 import pytest
 
-from metabench import cli
 from metabench.errors import ConfigError
 from metabench.spec import (RunSpec, coerce, field_types, format_value, load_spec, parse_algorithm_ref,
                             parse_sets, variant_label)
@@ -17,16 +14,6 @@ from metabench.spec import (RunSpec, coerce, field_types, format_value, load_spe
 
 def _plan(*sets: str, algorithms=("maml",), suites=("sinusoid-5shot",), seeds=(0,), preset="smoke"):
     return RunSpec(tuple(suites), tuple(algorithms), tuple(seeds), preset, overrides=parse_sets(sets)).plan()
-
-
-def _cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_values_are_parsed_by_the_field_type():
@@ -107,16 +94,16 @@ def test_bad_overrides_are_one_sentence(sets, message):
     assert "\n" not in str(info.value)
 
 
-def test_cli_dry_run_lists_the_cells_and_what_is_finished(tmp_path):
-    rc, out, err = _cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml,protonet", "--set",
+def test_cli_dry_run_lists_the_cells_and_what_is_finished(tmp_path, run_cli):
+    rc, out, err = run_cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml,protonet", "--set",
                          "maml.inner_steps=1,3", "--preset", "smoke", "--dry-run", "--results-dir", str(tmp_path)])
     assert rc == 0, err
     assert "2 cell(s)" in out and "maml[inner_steps=3]" in out and "skip protonet on sinusoid-5shot" in out
     assert "0 of 2 already finished" in out and not list(tmp_path.iterdir())   # nothing was written
 
 
-def test_cli_unknown_field_exits_2_with_a_did_you_mean(tmp_path):
-    rc, _, err = _cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--set", "maml.inner_stepz=1",
+def test_cli_unknown_field_exits_2_with_a_did_you_mean(tmp_path, run_cli):
+    rc, _, err = run_cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--set", "maml.inner_stepz=1",
                        "--preset", "smoke", "--results-dir", str(tmp_path)])
     assert rc == 2 and err.count("error:") == 1 and "Did you mean 'inner_steps'?" in err
 
@@ -153,11 +140,11 @@ def test_named_variants_stand_for_their_bracket_entry():
         RunSpec(("tabular-mdp-n10",), ("rl2-aux-privilegd",), (0,), "quick").plan()
 
 
-def test_metabench_list_names_the_variants():
-    rc, out, _ = _cli(["list"])
+def test_metabench_list_names_the_variants(run_cli):
+    rc, out, _ = run_cli(["list"])
     assert rc == 0 and "Named variants" in out
     assert any(line.split() == ["rl2-aux-privileged", "rl2[aux_reward_coef=0.5,hidden=256,privileged_value=true,trial_progress=true]"]
                for line in out.splitlines())
-    rc, out, _ = _cli(["list", "--json"])
+    rc, out, _ = run_cli(["list", "--json"])
     algos = {a["name"]: a for a in json.loads(out)["algorithms"]}
     assert algos["rl2"]["variants"]["rl2-progress"] == "rl2[trial_progress=true]" and algos["maml"]["variants"] == {}

@@ -1,27 +1,14 @@
 """`metabench reproduce RUN_ID` (issue 21 §4): a stored cell re-run from its configuration."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 
-from metabench import cli
 from metabench.engine.reproduce import reproduce
 from metabench.errors import ConfigError
 from metabench.results.writer import read_table, write_table
 from metabench.spec import RunSpec, parse_sets
-
-
-def _cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +23,16 @@ def folder(tmp_path_factory):
     return root
 
 
-def test_a_stored_run_reproduces_bit_for_bit(folder, tmp_path):
+def test_a_stored_run_reproduces_bit_for_bit(folder, tmp_path, run_cli):
     run_id = "sinusoid-5shot--maml--smoke--seed0"
-    rc, out, err = _cli(["reproduce", run_id, "--results-dir", str(folder), "--scratch", str(tmp_path), "--quiet"])
+    rc, out, err = run_cli(["reproduce", run_id, "--results-dir", str(folder), "--scratch", str(tmp_path), "--quiet"])
     assert rc == 0, err
     assert f"{run_id}: identical: all " in out and "same fixed test tasks (fingerprints agree)" in out
     variant = next(p.name for p in folder.iterdir() if p.name.startswith(run_id + "-"))   # maml[inner_steps=2]
     assert reproduce(folder, variant, scratch=tmp_path / "v").identical
 
 
-def test_a_different_result_is_measured_against_the_seed_spread(folder, tmp_path):
+def test_a_different_result_is_measured_against_the_seed_spread(folder, tmp_path, run_cli):
     """The stored rows are shifted by +5 (as if another machine had produced them): the rerun is
     5 lower on every task, with a zero-width CI, and outside the two seeds' spread."""
     import shutil
@@ -60,7 +47,7 @@ def test_a_different_result_is_measured_against_the_seed_spread(folder, tmp_path
     assert result.mean_diff == pytest.approx(-5.0) and result.ci95 == pytest.approx(0.0, abs=1e-9)
     assert result.spread is not None and result.inside_spread is False
     assert "not identical: mse differs by -5" in result.summary() and "OUTSIDE the seed-to-seed spread" in result.summary()
-    rc, out, _ = _cli(["reproduce", "sinusoid-5shot--maml--smoke--seed0", "--results-dir", str(tmp_path / "r"),
+    rc, out, _ = run_cli(["reproduce", "sinusoid-5shot--maml--smoke--seed0", "--results-dir", str(tmp_path / "r"),
                        "--scratch", str(tmp_path / "s2"), "--quiet"])
     assert rc == 1 and "not identical" in out
 
@@ -79,7 +66,7 @@ def test_a_run_this_metabench_would_compute_differently_is_refused(folder, tmp_p
         reproduce(tmp_path / "r", "sinusoid-5shot--maml--smoke--seed1", scratch=tmp_path / "s")
 
 
-def test_bad_run_ids_are_one_sentence(folder):
+def test_bad_run_ids_are_one_sentence(folder, run_cli):
     for run_id, message in (("nope", "no run 'nope' in"), ("../etc", "run id")):
-        rc, _, err = _cli(["reproduce", run_id, "--results-dir", str(folder), "--quiet"])
+        rc, _, err = run_cli(["reproduce", run_id, "--results-dir", str(folder), "--quiet"])
         assert rc == 2 and err.count("error:") == 1 and message in err, err
