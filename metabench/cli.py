@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                         "list sweeps (the cells are the product), e.g. --set maml.inner_steps=1,5")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells the run would have (and which are already finished), run nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the cells as JSON (for tools)")
 
     p = sub.add_parser("check", help="run the conformance checks on an algorithm (a plugin or a built-in)",
                        description="Hold an algorithm to the checks the built-ins pass: the class contract, one "
@@ -205,8 +206,10 @@ def cmd_run(args) -> int:
                        tuple(parse_seeds(args.seeds)), args.preset, args.device, args.executor, args.workers,
                        args.ray_address, sets)
     spec.validate()
+    if args.json and not args.dry_run:
+        raise MetabenchError("--json only applies with --dry-run")
     if args.dry_run:
-        return _dry_run(spec, Path(args.results_dir))
+        return _dry_run(spec, Path(args.results_dir), as_json=args.json)
     data_root = resolve_data_root(args.data_dir)
     if args.detach:
         from metabench.engine.job import create_job
@@ -256,11 +259,19 @@ def cmd_reproduce(args) -> int:
     return 0 if result.identical or result.inside_spread else 1
 
 
-def _dry_run(spec, results_dir: Path) -> int:
+def _dry_run(spec, results_dir: Path, as_json: bool = False) -> int:
     """What `metabench run` would do: every cell (its entry and run id) and whether it is done."""
     from metabench.engine.cell import cell_status
 
     cells, incompatible = spec.plan()
+    if as_json:
+        print(json.dumps({
+            "preset": spec.preset,
+            "cells": [{"suite": c.suite, "entry": c.variant, "seed": c.seed, "run_id": c.run_id,
+                       "state": cell_status(results_dir, c.run_id) or "to run"} for c in cells],
+            "skipped": [{"suite": s, "algorithm": a, "reason": r} for s, a, r in incompatible],
+        }, indent=1))
+        return 0
     done = 0
     width = max([len(c.variant) for c in cells] + [7])
     print(f"{len(cells)} cell(s), preset {spec.preset}:")

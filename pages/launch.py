@@ -74,7 +74,7 @@ if can_act:
         try:
             cells, skips = launch.preview(folder, suites, algorithms, seeds, preset, sets)
             st.dataframe(cells, hide_index=True, key="launch_cells")
-            st.caption(f"{len(cells)} cell(s) (`metabench run --dry-run`)" + "".join(f" · skip {x}" for x in skips)
+            st.caption(f"{len(cells)} cell(s) (`metabench run --dry-run --json`)" + "".join(f" · skip {x}" for x in skips)
                        + (" · a value equal to the preset's is the plain entry" if sets else ""))
         except MetabenchError as exc:
             st.error(str(exc))

@@ -148,3 +148,15 @@ def test_metabench_list_names_the_variants(run_cli):
     rc, out, _ = run_cli(["list", "--json"])
     algos = {a["name"]: a for a in json.loads(out)["algorithms"]}
     assert algos["rl2"]["variants"]["rl2-progress"] == "rl2[trial_progress=true]" and algos["maml"]["variants"] == {}
+
+
+def test_dry_run_json_is_what_tools_read(tmp_path, run_cli):
+    rc, out, err = run_cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml,protonet", "--set",
+                            "maml.inner_steps=1,3", "--preset", "smoke", "--dry-run", "--json", "--results-dir", str(tmp_path)])
+    assert rc == 0, err
+    got = json.loads(out)
+    assert [c["entry"] for c in got["cells"]] == ["maml", "maml[inner_steps=3]"] and {c["state"] for c in got["cells"]} == {"to run"}
+    assert got["skipped"] == [{"suite": "sinusoid-5shot", "algorithm": "protonet",
+                               "reason": "protonet handles classification tasks; sinusoid-5shot is regression"}]
+    rc, _, err = run_cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--json", "--results-dir", str(tmp_path)])
+    assert rc == 2 and "--json only applies with --dry-run" in err

@@ -131,21 +131,16 @@ def launch(results_dir: Path, suites: list[str], algorithms: list[str], seeds: s
     return out.split()[1]
 
 
-# `metabench run --dry-run` prints one line per cell: suite, entry, "seed N", state, run id.
-_CELL_LINE = re.compile(r"\s+(\S+)\s+(\S+)\s+seed (\d+)\s+(.+?)\s+(\S+)")
-
-
 def preview(results_dir: Path, suites: list[str], algorithms: list[str], seeds: str, preset: str,
             sets: list[str] | tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
-    """(the cells `metabench run --dry-run` lists: suite, entry, seed, state, run id; its 'skip'
-    lines). MetabenchError with the CLI's sentence when the spec or an override is invalid."""
-    out = _run_cli([*run_argv(results_dir, suites, algorithms, seeds, preset, sets=sets), "--dry-run"])
-    rows, skips = [], []
-    for line in out.splitlines()[1:]:
-        if line.strip().startswith("skip "):
-            skips.append(line.strip().removeprefix("skip "))
-        elif m := _CELL_LINE.fullmatch(line):
-            rows.append(dict(zip(("suite", "entry", "seed", "state", "run id"), m.groups())))
+    """(the cells `metabench run --dry-run --json` lists: suite, entry, seed, state, run id; the
+    incompatible pairs as 'ALGO on SUITE: reason'). MetabenchError with the CLI's sentence when
+    the spec or an override is invalid."""
+    out = json.loads(_run_cli([*run_argv(results_dir, suites, algorithms, seeds, preset, sets=sets),
+                               "--dry-run", "--json"]))
+    rows = [{"suite": c["suite"], "entry": c["entry"], "seed": c["seed"], "state": c["state"],
+             "run id": c["run_id"]} for c in out["cells"]]
+    skips = [f"{s['algorithm']} on {s['suite']}: {s['reason']}" for s in out["skipped"]]
     cells = pd.DataFrame(rows, columns=["suite", "entry", "seed", "state", "run id"])
     return cells.astype({"seed": "int64"}), skips
 
