@@ -160,3 +160,10 @@ def test_dry_run_json_is_what_tools_read(tmp_path, run_cli):
                                "reason": "protonet handles classification tasks; sinusoid-5shot is regression"}]
     rc, _, err = run_cli(["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--json", "--results-dir", str(tmp_path)])
     assert rc == 2 and "--json only applies with --dry-run" in err
+
+
+def test_textbook_bandit_constants_are_named_variants_beside_the_tuned_rows():
+    cells, _ = RunSpec(("bandit-k5-n100",), ("ucb1", "ucb1-textbook", "epsilon-greedy", "epsilon-greedy-textbook"),
+                       (0,), "quick").plan()
+    assert [c.variant for c in cells] == ["ucb1", "ucb1[c=1]", "epsilon-greedy", "epsilon-greedy[epsilon=0.1]"]
+    assert cells[1].overrides == {"config": {"c": 1.0}} and cells[3].overrides == {"config": {"epsilon": 0.1}}

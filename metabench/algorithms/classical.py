@@ -361,6 +361,8 @@ class EpsilonGreedyBaseline(_BanditBaseline):
     # epsilon tuned on 500 validation tasks per suite over {0.01, 0.03, 0.05, 0.1, 0.2} (0 would be greedy).
     PRESETS = _tuned({"bandit-k5-n10": {"epsilon": 0.01}, "bandit-k5-n100": {"epsilon": 0.01},
                       "bandit-k10-n100": {"epsilon": 0.01}, "bandit-k50-n500": {"epsilon": 0.05}})
+    # The textbook setting (epsilon 0.1), untuned, as its own entry (issue 22 §4).
+    VARIANTS = {"epsilon-greedy-textbook": "epsilon-greedy[epsilon=0.1]"}
 
     def agent(self, env, g):
         return EpsilonGreedy(env, g, self.config.epsilon)
@@ -373,6 +375,8 @@ class UCB1Baseline(_BanditBaseline):
     # e.g. bandit-k5-n100: 76.3 / 76.7 / 77.1 / 76.7 / 73.2 / 65.8); the RL² paper tuned its baselines too.
     PRESETS = _tuned({"bandit-k5-n10": {"c": 0.2}, "bandit-k5-n100": {"c": 0.2},
                       "bandit-k10-n100": {"c": 0.1}, "bandit-k50-n500": {"c": 0.05}})
+    # Auer et al.'s bound (c = 1), untuned, as its own entry (issue 22 §4).
+    VARIANTS = {"ucb1-textbook": "ucb1[c=1]"}
 
     def agent(self, env, g):
         return UCB1(env, g, self.config.c)
