@@ -494,7 +494,7 @@ def fetch_omniglot(
 
     base_url: a mirror; each file is then fetched from ``base_url + "/" + <relative path>``.
     checksums: relative path -> ``"algo:hex"``, overriding the defaults (needed for any mirror
-        whose zips are not the official bytes, such as the re-packed ones in /work/shared/data).
+        whose zips are not the official bytes, such as re-packed zips of the same images).
     """
     folder = Path(data_root).expanduser() / "omniglot"
     # Small files first: a wrong mirror or checksum shows up before 14 MB are transferred.

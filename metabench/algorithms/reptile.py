@@ -18,7 +18,7 @@ Implementation details
       `inner_batch` examples (whole epochs, reshuffled, as the authors' `_mini_batches`).
     * The tasks of a meta-batch adapt in parallel with `torch.func.vmap` over a functional Adam
       (`metabench.nn.functional.adam_step`), 1.3x faster than a loop for the strided Conv-4 on a
-      2-core CPU (../shared/perf/RESULTS.md); batch norm uses each mini-batch's statistics.
+      2-core CPU; batch norm uses each mini-batch's statistics.
     * The inner Adam uses beta1 = 0 and keeps its moment estimates and step count from one
       meta-iteration to the next, as the authors' code does (only the model weights are reset
       per task); evaluation starts from a copy of that state and never changes it.

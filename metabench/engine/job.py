@@ -37,7 +37,7 @@ from metabench.fsutil import atomic_write_json, read_json
 from metabench.spec import Cell, RunSpec
 
 # glibc hands every freed block over 32 MiB back to the kernel, so each meta-step page-faults its
-# activations back in; keeping them made the MAML loop 1.26x faster here (../shared/perf/RESULTS.md).
+# activations back in; keeping them made the MAML loop 1.26x faster on this project's 2-core machines.
 MALLOC_TUNING = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 STATUS_EVERY_S = 1.0
 

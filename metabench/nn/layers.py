@@ -20,7 +20,7 @@ class GroupBatchNorm2d(nn.Module):
 
     `primitive=True` builds it from `var_mean`/`rsqrt` instead of the fused kernel: under
     `torch.func.vmap` the fused kernel's batching rule gives wrong *second-order* gradients
-    (pytorch/functorch#534; measured 4.7e-3 relative error in float64, ../shared/perf/RESULTS.md),
+    (pytorch/functorch#534; measured 4.7e-3 relative error in float64),
     while the primitive version is exact.
     """
 
@@ -50,7 +50,7 @@ class Conv4(nn.Module):
     `norm="running"` uses the standard `nn.BatchNorm2d` with running statistics, so `eval()` makes
     test predictions independent of how queries are batched (ProtoNets' protocol).
     Conv biases are off: a bias right before batch norm has exactly zero gradient, and with Adam
-    float32 noise in that zero becomes random steps (../shared/perf/RESULTS.md note 6).
+    float32 noise in that zero becomes random steps.
     `n_out=None` returns the flattened embedding; so does `forward(x, embed=True)` (the head's input).
     """
 
