@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from metabench.algorithms import ALGORITHMS
+    from metabench.algorithms import ALGORITHMS, named_variants
     from metabench.suites import SUITES, make_suite
 
     suites = [make_suite(s) for s in SUITES.names()]
@@ -158,7 +158,7 @@ def cmd_list(args) -> int:
     scol = max(len(", ".join(sorted(a.supports))) for a in algos) + 2
     for a in algos:
         print(f"  {a.name:<{col}}{a.family:<{fcol}}{', '.join(sorted(a.supports)):<{scol}}{ALGORITHMS.origin(a.name)}")
-    named = [(n, e) for a in algos for n, e in sorted(a.VARIANTS.items())]
+    named = sorted(named_variants().items())
     if named:
         print("\nNamed variants (tricks the papers did not use; run by name, shown as the entry; docs/variants.md):")
         ncol = max(len(n) for n, _ in named) + 2

@@ -137,11 +137,19 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         text = str(name)
         # Long input: no fuzzy matching (quadratic) and a shortened echo, so the message stays one line.
-        close = difflib.get_close_matches(text, self._items, n=1, cutoff=0.5) if len(text) <= 100 else []
+        close = difflib.get_close_matches(text, self.suggestions(), n=1, cutoff=0.5) if len(text) <= 100 else []
         hint = f" Did you mean {close[0]!r}?" if close else ""
         shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        return f"Unknown {self.kind} {shown}.{hint} Known: {self.known_text()}."
+
+    def suggestions(self) -> list[str]:
+        """The names a did-you-mean may offer (a subclass adds its aliases)."""
+        return list(self._items)
+
+    def known_text(self) -> str:
+        """What an unknown-name message lists as known."""
         plug = " (or a plugin as package.module:Class)" if self.entry_point_group else ""
-        return f"Unknown {self.kind} {shown}.{hint} Known: {', '.join(self.names())}{plug}."
+        return ", ".join(self.names()) + plug
 
     def names(self) -> list[str]:
         """Built-in and installed (entry-point) names, sorted; import paths once they were used."""

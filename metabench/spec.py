@@ -427,11 +427,6 @@ class RunSpec:
         out = []
         n_cells = 0
         for ref, base, fixed in refs:
-            if base not in ALGORITHMS and ":" not in base:
-                variants = sorted(v for a in ALGORITHMS.names() for v in ALGORITHMS.get(a).VARIANTS)
-                hint = _did_you_mean(base, ALGORITHMS.names() + variants)
-                raise ConfigError(f"Unknown algorithm {_short(base)}.{hint} Known: {', '.join(ALGORITHMS.names())}; "
-                                  f"named variants: {', '.join(variants) or 'none'} (or a plugin as package.module:Class).")
             cls = ALGORITHMS.get(base)
             raw = {k: [v] for k, v in fixed.items()}
             raw.update(by_target.get(LOOP_TARGET, {}))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from metabench.suites import make_suite
-from metabench.suites.fingerprint import SCHEME, cached_fingerprint, fingerprint, task_digests
+from metabench.suites.fingerprint import SCHEME, fingerprint, task_digests
 
 
 def _prepared(suite_id: str, data_root=None):
@@ -55,16 +55,6 @@ def test_each_task_is_hashed_on_its_own():
     batch = next(s.fixed_tasks("test", 4, batch_size=4))
     one = next(s.fixed_tasks("test", 3, batch_size=1, start=2))
     assert task_digests(batch)[2] == task_digests(one)[0] and len(set(task_digests(batch))) == 4
-
-
-def test_the_cached_fingerprint_is_computed_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("METABENCH_CACHE", str(tmp_path))
-    s = _prepared("sinusoid-5shot")
-    value = cached_fingerprint(s, 20)
-    assert value == fingerprint(s, 20)
-    (path,) = (tmp_path / "fingerprints").iterdir()
-    path.write_text(f"{SCHEME}:{'0' * 64}\n")            # the cached value is what is used
-    assert cached_fingerprint(s, 20) == f"{SCHEME}:{'0' * 64}"
 
 
 def test_runs_record_the_fingerprint_and_pair_only_when_it_agrees(tmp_path):

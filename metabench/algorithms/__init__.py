@@ -18,9 +18,21 @@ from metabench.algorithms.reptile import Reptile
 from metabench.algorithms.rl2 import RL2
 from metabench.registry import Registry
 
+class _AlgorithmRegistry(Registry):
+    """The algorithm registry; a misspelt named variant ('rl2-aux-privilegd') gets its
+    did-you-mean too, and unknown-name messages list the named variants."""
+
+    def suggestions(self) -> list[str]:
+        return super().suggestions() + sorted(named_variants())
+
+    def known_text(self) -> str:
+        names = ", ".join(self.names())
+        return f"{names}; named variants: {', '.join(sorted(named_variants())) or 'none'} (or a plugin as package.module:Class)"
+
+
 #: Built-ins, then plugins: ``package.module:Class`` import paths and the entry points of the
 #: ``metabench.algorithms`` group (see metabench.registry and docs/plugins.md).
-ALGORITHMS: Registry = Registry("algorithm", "metabench.algorithms", check_algorithm_class)
+ALGORITHMS: Registry = _AlgorithmRegistry("algorithm", "metabench.algorithms", check_algorithm_class)
 for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, MatchingNet, MANN, MetaNet, FineTune, PixelCentroid):
     ALGORITHMS.add(_cls.name, _cls)
 for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb1, gittins, psrl, ...
@@ -28,20 +40,14 @@ for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb
 for _cls in (RL2, MAMLRL, MQL):   # meta-RL learners (issue 4)
     ALGORITHMS.add(_cls.name, _cls)
 
-# Named variants live next to each algorithm (module-level VARIANTS); the class carries them.
-from metabench.algorithms import mann as _mann, matchingnet as _matchingnet, metanet as _metanet, rl2 as _rl2  # noqa: E402
-
-for _cls, _mod in ((MANN, _mann), (MatchingNet, _matchingnet), (MetaNet, _metanet), (RL2, _rl2)):
-    _cls.VARIANTS = dict(_mod.VARIANTS)
+def named_variants() -> dict[str, str]:
+    """Every named variant of every algorithm: short name -> bracket entry (``Algorithm.VARIANTS``)."""
+    return {n: e for a in ALGORITHMS.names() for n, e in ALGORITHMS.get(a).VARIANTS.items()}
 
 
 def named_variant(name: str) -> str | None:
     """The bracket entry of the named variant ``name`` (e.g. 'rl2-aux-privileged'), or None."""
-    for algo in ALGORITHMS.names():
-        entry = ALGORITHMS.get(algo).VARIANTS.get(name)
-        if entry is not None:
-            return entry
-    return None
+    return named_variants().get(name)
 
 
-__all__ = ["named_variant", "ALGORITHMS", "CONTRACT_VERSION", "Algorithm", "TrainRequest", "check_algorithm_class"]
+__all__ = ["named_variant", "named_variants", "ALGORITHMS", "CONTRACT_VERSION", "Algorithm", "TrainRequest", "check_algorithm_class"]

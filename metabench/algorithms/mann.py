@@ -252,6 +252,7 @@ VARIANTS: dict[str, str] = {
 
 class MANN(Algorithm):
     name = "mann"
+    VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "memory"
     supports = frozenset({"classification", "regression"})
     Config = Config

@@ -137,6 +137,7 @@ class FullContext(nn.Module):
 
 class MatchingNet(Algorithm):
     name = "matchingnet"
+    VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "metric"
     supports = frozenset({"classification"})
     Config = Config

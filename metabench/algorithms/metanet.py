@@ -180,6 +180,7 @@ VARIANTS: dict[str, str] = {
 
 class MetaNet(Algorithm):
     name = "metanet"
+    VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "memory"
     supports = frozenset({"classification"})
     Config = Config

@@ -276,6 +276,7 @@ def env_action(space: ActionSpace, action: torch.Tensor) -> torch.Tensor:
 
 class RL2(Algorithm):
     name = "rl2"
+    VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "rl-policy-gradient"   # a recurrent (memory-based) learner, trained by policy gradient
     supports = frozenset({"rl-discrete", "rl-continuous"})
     Config = Config

@@ -142,6 +142,8 @@ class CellRunner:
             loop.validate()
         self.loop: Loop = loop
         self.n_test = loop.n_test_tasks or self.suite.n_test_tasks
+        #: The fixed test tasks' fingerprint, set while the test split is evaluated (`_evaluate`).
+        self.tasks_fingerprint: str | None = None
 
     def log(self, message: str) -> None:
         """One line in the cell's `events.log` (resumes, skipped checkpoints) and on stderr."""
@@ -180,7 +182,7 @@ class CellRunner:
             "origin": ALGORITHMS.origin(self.cell.algorithm),
             "contract_version": int(self.algo_cls.contract_version),
             # Which fixed test tasks the rows are on: runs pair only when this agrees (issue 21).
-            "tasks_fingerprint": getattr(self, "tasks_fingerprint", None),
+            "tasks_fingerprint": self.tasks_fingerprint,
         }
 
     def _write_runs(self, **kw) -> None:

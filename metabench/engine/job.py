@@ -282,14 +282,13 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
                         break
                     continue
                 queue.popleft()
-                if cell_status(results_dir, cell.run_id) in FINAL and (
-                        conflict := _stale(cell, results_dir, data_root)):
-                    report.failed.append((cell.run_id, conflict))
-                    states[cell.run_id] = {"state": "failed", "error": conflict}
-                    tell(f"{cell.run_id}: {conflict}")
-                    grid.update(1)
-                    continue
                 if cell_status(results_dir, cell.run_id) in FINAL:
+                    if conflict := _stale(cell, results_dir, data_root):
+                        report.failed.append((cell.run_id, conflict))
+                        states[cell.run_id] = {"state": "failed", "error": conflict}
+                        tell(f"{cell.run_id}: {conflict}")
+                        grid.update(1)
+                        continue
                     report.skipped_done.append(cell.run_id)
                     states[cell.run_id] = {"state": "skipped"}
                     tell(f"{cell.run_id}: already finished (delete its folder to run it again)")

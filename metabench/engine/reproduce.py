@@ -72,19 +72,16 @@ def cell_of(row: dict[str, Any], device: str = "cpu") -> Cell:
 
 
 def _seed_spread(results_dir: Path, row: dict[str, Any], rerun_mean: float) -> float | None:
-    """Std (ddof=1) of the per-seed means of the primary metric over the other finished seeds of
+    """Std (ddof=1) of the per-seed means of the primary metric over the other finished runs of
     the same entry as ``row`` and the rerun (the stored run itself is what is in question, so it
-    is left out); None when there is no other seed."""
+    is left out); None when there is no other run."""
     from metabench.results.query import ResultsDB
 
-    runs = ResultsDB(results_dir).runs(row["suite"])
-    same = runs[(runs["status"] == "finished") & (runs["run_id"] != row["run_id"])]
+    tasks = ResultsDB(results_dir).tasks(row["suite"], row["primary_metric"])  # finished, newest version
+    same = tasks[tasks["run_id"] != row["run_id"]]
     for k in ("suite_version", "variant", "preset", "split_scheme", "transductive", "query_batch"):
         same = same[same[k] == row[k]]
-    means = [rerun_mean]
-    for rid in same["run_id"]:
-        t = read_table(results_dir / rid / "tasks.parquet", "tasks")
-        means.append(float(t.loc[t["metric"] == row["primary_metric"], "value"].mean()))
+    means = [rerun_mean, *same.groupby("run_id")["value"].mean()]
     return float(np.std(means, ddof=1)) if len(means) >= 2 else None
 
 

@@ -16,8 +16,7 @@ How it is computed (``SCHEME`` names this recipe; a change of recipe changes the
 * the suite id, version and the number of tasks come first.
 
 The engine hashes the test tasks while it evaluates them (``Fingerprinter``), so a run pays only
-for the hashing; ``cached_fingerprint`` stores a value once per (suite, version, number of tasks)
-in the cache folder (``metabench.data.cache_dir``) for callers that have no run at hand.
+for the hashing, never for drawing the tasks a second time.
 """
 from __future__ import annotations
 
@@ -104,25 +103,3 @@ def fingerprint(suite: Any, n: int | None = None, batch_size: int = 50) -> str:
     for batch in suite.fixed_tasks("test", n, batch_size=batch_size):
         fp.add(batch)
     return fp.value()
-
-
-def cached_fingerprint(suite: Any, n: int | None = None) -> str:
-    """``fingerprint`` computed once per (suite id, version, n) on this machine and cached."""
-    from metabench import fsutil
-    from metabench.data import cache_dir
-
-    n = suite.n_test_tasks if n is None else n
-    path = cache_dir() / "fingerprints" / f"{suite.id}-v{suite.version}-n{n}.txt"
-    try:
-        text = path.read_text().strip()
-        if text.startswith(SCHEME + ":"):
-            return text
-    except OSError:
-        pass
-    value = fingerprint(suite, n)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fsutil.atomic_write_bytes(path, (value + "\n").encode())
-    except OSError:
-        pass   # a read-only cache only costs recomputing it next time
-    return value
