@@ -107,6 +107,45 @@ def test_one_inner_step_by_hand():
     assert g1.item() == pytest.approx(1.0)  # first-order: the gradient is a constant
 
 
+def test_inner_loss_sum_over_shots_by_hand():
+    """The authors' reduction (issue 22): 3-way 2-shot, per-example cross-entropies l_i; 'sum/K'
+    is sum(l_i) / 2, three times the mean, so one inner step moves three times as far."""
+    from metabench.algorithms.maml import inner_loss_fn
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0],
+                           [1.0, -1.0, 3.0], [0.0, 0.0, 0.0], [-2.0, 1.0, 1.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    per_example = [-torch.log_softmax(logits[i], 0)[y[i]] for i in range(6)]
+    by_hand = sum(per_example) / 2
+    assert inner_loss_fn(F.cross_entropy, "sum/K", 3)(logits, y).item() == pytest.approx(by_hand.item())
+    assert inner_loss_fn(F.cross_entropy, "mean", 3)(logits, y).item() == pytest.approx(by_hand.item() / 3)
+    # regression: K is the number of points, so sum/K is the mean
+    out, t = torch.tensor([[1.0], [2.0]]), torch.tensor([[0.0], [4.0]])
+    assert inner_loss_fn(F.mse_loss, "sum/K", None)(out, t).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_maml_paper_preset_uses_the_authors_reduction(suite_by_id):
+    from metabench.algorithms.anil import ANIL
+    from metabench.algorithms.metasgd import MetaSGD
+    suite = suite_by_id("omniglot-5w1s")
+    assert MAML.preset_config("paper", suite).inner_loss == "sum/K"
+    assert MAML.preset_config("quick", suite).inner_loss == "mean"
+    assert ALGORITHMS.get("fomaml").preset_config("paper", suite).inner_loss == "sum/K"
+    assert ANIL.preset_config("paper", suite).inner_loss == "mean"      # not the MAML authors' code
+    assert MetaSGD.preset_config("paper", suite).inner_loss == "mean"
+    # the step it takes: MAML's test-time step with sum/K equals the mean's step with N x the rate
+    batch = suite.sample("test", 1, torch.Generator().manual_seed(1), n_shot=1, n_query=1)
+    steps = {}
+    for reduction, lr in (("sum/K", 0.1), ("mean", 0.5)):
+        algo = MAML(suite, MAML.preset_config("smoke", suite, {"inner_loss": reduction, "inner_lr": lr}), "cpu", seed=0)
+        theta = {n: p.detach().double().requires_grad_(True) for n, p in algo.model.named_parameters()}
+        algo.model.double()
+        new = adapt(algo.model, theta, batch.support_x[0].double(), batch.support_y[0], algo.support_loss, 1,
+                    lr, create_graph=False)
+        steps[reduction] = {n: (new[n] - theta[n]).detach() for n in theta}
+    for n in steps["mean"]:
+        assert torch.allclose(steps["sum/K"][n], steps["mean"][n], rtol=1e-9, atol=1e-12)
+
+
 def test_prototypes_against_a_plain_loop():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(15, 8, generator=g, dtype=torch.float64)

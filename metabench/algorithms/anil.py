@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.maml import MAML
+from metabench.algorithms.maml import MAML, without_inner_loss
 
 Head = dict[str, torch.Tensor]   # "weight": (T, n_out, D), "bias": (T, n_out)
 
@@ -46,7 +46,7 @@ class ANIL(MAML):
     # MAML's presets, except 5 inner steps (not 1) in training on sinusoid: trained with one step,
     # the head learns a curvature that makes the 10 test steps diverge (measured: MSE 1e5 at step 10)
     PRESETS = {p: {**table, "regression": {**table["regression"], "inner_steps": 5}} if p != "smoke" else table
-               for p, table in MAML.PRESETS.items()}
+               for p, table in without_inner_loss(MAML.PRESETS).items()}
     LOOPS = {
         "paper": MAML.LOOPS["paper"],
         # each meta-step costs two forward passes of the body (no inner forward passes), so the
@@ -108,7 +108,7 @@ class ANIL(MAML):
         """One SGD step of every task's head on its support loss (the sum over tasks of per-task
         mean losses, so each head gets exactly its own task's gradient)."""
         out = head_out(zs, head)
-        loss = self.loss_fn(out.flatten(0, 1), ys.flatten(0, 1)) * zs.shape[0]
+        loss = self.support_loss(out.flatten(0, 1), ys.flatten(0, 1)) * zs.shape[0]
         grads = torch.autograd.grad(loss, list(head.values()), create_graph=create_graph)
         lr = self.inner_lrs()
         return {n: t - lr * g for (n, t), g in zip(head.items(), grads)}

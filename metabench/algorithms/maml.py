@@ -44,6 +44,13 @@ Differences from the paper
       miniImageNet, sinusoid) with far fewer meta-iterations.  Before issue 20 the miniImageNet
       cells used the Omniglot 5-way values (step 0.4, one step, strided 64-channel Conv-4).
     * CIFAR-FS is not in the paper; it takes the Omniglot 5-way values (`classification`).
+    * Inner-loss reduction (`inner_loss`): the authors' TensorFlow code divides each support
+      example's cross-entropy by K (`xent(...) / update_batch_size`) and `tf.gradients` sums
+      them, so its inner step on N-way classification is N times a step on the mean loss (5x at
+      5-way, 20x at 20-way, with the same `inner_lr`).  The `paper` preset uses that reduction
+      ('sum/K'); `quick` keeps the mean, as PyTorch reimplementations do (learn2learn's and
+      higher's examples).  Regression is the same either way (the authors' MSE is a mean).  Both
+      Omniglot 5-way numbers are in docs/measurements.md.
 """
 from __future__ import annotations
 
@@ -58,6 +65,9 @@ from metabench.algorithms.base import Algorithm, TrainRequest, classification_me
 from metabench.errors import ConfigError
 from metabench.nn.functional import Params, adapt, forward, params_of
 from metabench.nn.layers import MLP, Conv4, set_primitive_norm
+
+
+INNER_LOSSES = ("mean", "sum/K")
 
 
 @dataclass(frozen=True)
@@ -86,10 +96,16 @@ class Config:
     """How a meta-batch is processed: 'loop', 'vmap' or 'auto' (fastest measured for the device)."""
     vmap_chunk: int = 0
     """With vmap: tasks per chunk (backward per chunk, to bound memory); 0 = whole meta-batch."""
+    inner_loss: str = "mean"
+    """Reduction of the inner (support) loss: 'mean' over the support set, or 'sum/K' (summed and
+    divided by the shots per class, as the authors' TensorFlow code did: on N-way
+    classification a step N times larger; on regression the same as the mean)."""
 
     def validate(self) -> None:
         if self.batching not in ("auto", "loop", "vmap"):
             raise ConfigError(f"batching must be auto, loop or vmap, got {self.batching!r}")
+        if self.inner_loss not in INNER_LOSSES:
+            raise ConfigError(f"inner_loss must be one of {', '.join(INNER_LOSSES)}, got {self.inner_loss!r}")
         for name in ("inner_steps", "meta_batch_size", "hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -111,6 +127,27 @@ def build_model(suite, hidden: int, arch: str, seed: int):
     return seeded_init(seed, lambda: MLP((1, hidden, hidden, 1))), F.mse_loss
 
 
+def inner_loss_fn(loss_fn, reduction: str, n_way: int | None):
+    """The support loss of the inner loop: `loss_fn` (a mean) for 'mean'; for 'sum/K' the sum of
+    the per-example losses divided by the shots per class K -- `loss_fn` times `n_way`, written
+    as the authors' code computes it (`xent(...) / update_batch_size`, summed by tf.gradients)."""
+    if reduction == "mean":
+        return loss_fn
+
+    def sum_over_shots(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = loss_fn(out, y, reduction="sum")
+        per_class = y.shape[0] // n_way if n_way else y.shape[0]   # K (regression: the points)
+        return total / per_class
+    return sum_over_shots
+
+
+def without_inner_loss(presets: dict) -> dict:
+    """`presets` with the `inner_loss` setting dropped (the mean): for the subclasses whose
+    papers did not run the MAML authors' code (ANIL, Meta-SGD)."""
+    return {p: {k: {f: v for f, v in entry.items() if f != "inner_loss"} for k, entry in table.items()}
+            for p, table in presets.items()}
+
+
 class MAML(Algorithm):
     name = "maml"
     family = "optimization"
@@ -119,8 +156,9 @@ class MAML(Algorithm):
     PRESETS = {
         "paper": {
             # Finn et al. 2017, appendix A.1 and cbfinn/maml main.py
+            # inner_loss: the authors' code sums the support losses over the shots and divides by K
             "classification": dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch_size=32,
-                                   n_query=None, arch="strided"),
+                                   n_query=None, arch="strided", inner_loss="sum/K"),
             "omniglot-20w1s": dict(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch_size=16),
             "omniglot-20w5s": dict(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch_size=16),
             # miniImageNet (appendix A.1): 5 steps (10 at test) of 0.01, meta-batch 4 (1-shot) / 2
@@ -165,6 +203,8 @@ class MAML(Algorithm):
         self.kind = suite.kind
         self.batching = config.batching   # 'auto' is resolved on the first meta-batch
         self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
+        self.support_loss = inner_loss_fn(self.loss_fn, config.inner_loss,
+                                        suite.n_way if suite.kind == "classification" else None)
         self.model.to(self.device)
         set_primitive_norm(self.model, self.batching == "vmap")
         self.batching_timings: dict[str, float] = {}
@@ -217,7 +257,7 @@ class MAML(Algorithm):
                         loss, score = self._score(out, yq)
                     scores[k, t] = score
                     if k < steps:
-                        params = adapt(self.model, params, xs, ys, self.loss_fn, 1, lr, create_graph=False)
+                        params = adapt(self.model, params, xs, ys, self.support_loss, 1, lr, create_graph=False)
                         params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
                 losses[t] = loss
         metrics = {f"{key}@{k}": scores[k] for k in range(steps + 1)}
@@ -279,7 +319,7 @@ class MAML(Algorithm):
         theta = params_of(self.model)
         total_loss = total_score = 0.0
         for t in range(T):
-            params = adapt(self.model, theta, batch.support_x[t], batch.support_y[t], self.loss_fn,
+            params = adapt(self.model, theta, batch.support_x[t], batch.support_y[t], self.support_loss,
                            c.inner_steps, self.inner_lrs(), create_graph=not c.first_order)
             out = forward(self.model, params, batch.query_x[t], batch.query_groups)
             loss, score = self._score(out, batch.query_y[t])
@@ -292,17 +332,17 @@ class MAML(Algorithm):
         """Query loss (and score) of one task after the inner loop; vmapped over tasks."""
         c = self.config
 
-        def support_loss(p):
-            return self.loss_fn(forward(self.model, p, xs), ys)
+        def task_support_loss(p):
+            return self.support_loss(forward(self.model, p, xs), ys)
 
         params, lr = theta, self.inner_lrs()
         for _ in range(c.inner_steps):
             if c.first_order:
                 # The gradient is still returned, but outer autograd does not record it: exact FOMAML.
                 with torch.no_grad():
-                    g = grad(support_loss)(params)
+                    g = grad(task_support_loss)(params)
             else:
-                g = grad(support_loss)(params)
+                g = grad(task_support_loss)(params)
             params = {n: params[n] - (lr[n] if isinstance(lr, dict) else lr) * g[n] for n in params}
         return self._score(forward(self.model, params, xq, groups), yq)
 
