@@ -12,9 +12,10 @@ Summary
     the "pretrained" baseline of Finn et al. (2017, section 5.1).
 
 Implementation details
-    * The engine hands out tasks; a pre-training minibatch is one wide task: `batch_way` distinct
-      training classes x `per_class` images (support and query sets pooled), whose labels are
-      mapped to split-wide class ids through `TaskBatch.classes`.  So minibatches are
+    * The pre-training is shared with `rfs` and `simpleshot` (`metabench.algorithms.pretrain`):
+      the engine hands out tasks, so a pre-training minibatch is one wide task: `batch_way`
+      distinct training classes x `per_class` images (support and query sets pooled), whose
+      labels are mapped to split-wide class ids through `TaskBatch.classes`.  So minibatches are
       class-balanced samples of the training split rather than uniform draws of images.
       Suites that do not number their classes (`Suite.class_ids`) do not fit.
     * Standard batch norm with running statistics; features at test come from `eval()` mode, so
@@ -41,8 +42,9 @@ import torch.nn.functional as F
 
 from metabench.algorithms.anil import Head, head_out
 from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.pretrain import build_classifier, classification_request, fits_classes, supervised_step
 from metabench.errors import ConfigError
-from metabench.nn.layers import MLP, Conv4
+from metabench.nn.layers import MLP
 
 
 @dataclass(frozen=True)
@@ -103,19 +105,13 @@ class FineTune(Algorithm):
     @classmethod
     def fits(cls, suite) -> tuple[bool, str]:
         ok, reason = super().fits(suite)
-        if ok and suite.kind == "classification" and not suite.class_ids:
-            return False, (f"finetune pre-trains a classifier over all training classes; {suite.id} does not "
-                           f"number its classes (Suite.class_ids)")
-        return ok, reason
+        return fits_classes(cls.name, suite) if ok else (ok, reason)
 
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
         if self.kind == "classification":
-            n_classes = suite.n_classes("train")
-            channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
-            self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, n_classes, image_size=size,
-                                                         arch=config.arch, norm="running"))
+            self.model = build_classifier(suite, config.hidden, config.arch, seed)
         else:
             self.model = seeded_init(seed, lambda: MLP((1, config.hidden, config.hidden, 1)))
         self.model.to(self.device)
@@ -125,7 +121,7 @@ class FineTune(Algorithm):
     def train_request(self) -> TrainRequest:
         c = self.config
         if self.kind == "classification":
-            return TrainRequest(n_tasks=1, n_way=c.batch_way, n_shot=c.per_class - 1, n_query=1)
+            return classification_request(c.batch_way, c.per_class)
         return TrainRequest(n_tasks=c.batch_tasks, n_shot=10, n_query=10)
 
     def meta_parameters(self):
@@ -133,24 +129,7 @@ class FineTune(Algorithm):
 
     def meta_train_step(self, batch) -> dict[str, float]:
         """One ordinary minibatch step on the pooled examples of the batch's tasks."""
-        self.model.train()
-        x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
-        if self.kind == "classification":
-            y = torch.cat([batch.support_y, batch.query_y], 1)
-            y = torch.gather(batch.classes, 1, y).flatten()     # split-wide class ids
-        else:
-            y = torch.cat([batch.support_y, batch.query_y], 1).flatten(0, 1)
-        out = self.model(x)
-        self.opt.zero_grad(set_to_none=True)
-        if self.kind == "classification":
-            loss = F.cross_entropy(out, y)
-            metrics = {"accuracy": (out.argmax(-1) == y).float().mean().item()}
-        else:
-            loss = F.mse_loss(out, y)
-            metrics = {"mse": loss.item()}
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.item(), **metrics}
+        return supervised_step(self.model, self.opt, batch, self.kind)
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:

@@ -1,0 +1,123 @@
+"""Supervised pre-training over all training classes, shared by the pre-train-then-fit baselines.
+
+`finetune` (Chen et al. 2019), `rfs` (Tian et al. 2020) and `simpleshot` (Wang et al. 2019) all
+learn their embedding the same way: an ordinary classifier (Conv-4 + a linear layer over every
+class of the training split) trained with cross-entropy on minibatches of training images.  They
+differ only in the optimiser and in what they do with the frozen features at test time, which
+stays in their own modules.  This module holds what they share:
+
+* `fits_classes`: such a classifier needs split-wide class ids (`Suite.class_ids`).
+* `build_classifier`: the Conv-4 with running batch-norm statistics and a head over the
+  training split's classes.
+* `classification_request` / `pooled_examples`: the engine hands out tasks, so a pre-training
+  minibatch is one wide task of `batch_way` distinct training classes x `per_class` images
+  (support and query pooled), whose labels are mapped to split-wide class ids through
+  `TaskBatch.classes`.  Minibatches are therefore class-balanced samples of the training split,
+  not the papers' uniform draws of images (each algorithm's docstring says so).
+* `supervised_step`: one minibatch step of cross-entropy (or of MSE, for `finetune` on
+  regression suites, where the pooled tasks' points are the minibatch).
+* `StepDecay`: the papers' step learning-rate schedule (x `gamma` at fixed fractions of training),
+  in meta-steps because the engine counts steps, not epochs.
+* `embed_tasks` / `embed_images`: eval-mode features of a task batch / of many images, in chunks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from metabench.algorithms.base import TrainRequest, seeded_init
+from metabench.nn.layers import Conv4
+
+
+def fits_classes(name: str, suite) -> tuple[bool, str]:
+    """(False, reason) for a classification suite that does not number its classes."""
+    if suite.kind == "classification" and not suite.class_ids:
+        return False, (f"{name} pre-trains a classifier over all training classes; {suite.id} does not "
+                       f"number its classes (Suite.class_ids)")
+    return True, ""
+
+
+def build_classifier(suite, hidden: int, arch: str, seed: int) -> Conv4:
+    """Conv-4 (running batch-norm statistics) + a linear layer over the training split's classes."""
+    n_classes = suite.n_classes("train")
+    channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
+    return seeded_init(seed, lambda: Conv4(channels, hidden, n_classes, image_size=size,
+                                           arch=arch, norm="running"))
+
+
+def classification_request(batch_way: int, per_class: int) -> TrainRequest:
+    """One wide task: `batch_way` training classes x `per_class` images (`per_class` >= 2: the
+    engine's tasks have at least one support and one query example per class)."""
+    return TrainRequest(n_tasks=1, n_way=batch_way, n_shot=per_class - 1, n_query=1)
+
+
+def pooled_examples(batch, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every example of the batch's tasks as one minibatch: (N, ...) inputs and (N,) split-wide
+    class ids (classification) or (N, 1) targets (regression)."""
+    x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
+    if kind == "classification":
+        y = torch.cat([batch.support_y, batch.query_y], 1)
+        return x, torch.gather(batch.classes, 1, y).flatten()     # split-wide class ids
+    return x, torch.cat([batch.support_y, batch.query_y], 1).flatten(0, 1)
+
+
+def supervised_step(model, opt, batch, kind: str) -> dict[str, float]:
+    """One ordinary minibatch step on the pooled examples of the batch's tasks."""
+    model.train()
+    x, y = pooled_examples(batch, kind)
+    out = model(x)
+    opt.zero_grad(set_to_none=True)
+    if kind == "classification":
+        loss = F.cross_entropy(out, y)
+        metrics = {"accuracy": (out.argmax(-1) == y).float().mean().item()}
+    else:
+        loss = F.mse_loss(out, y)
+        metrics = {"mse": loss.item()}
+    loss.backward()
+    opt.step()
+    return {"loss": loss.item(), **metrics}
+
+
+@dataclass
+class StepDecay:
+    """lr = base_lr * gamma ** (number of milestones passed); milestones are fractions of the
+    training run (RFS: epochs 60 and 80 of 100 -> (0.6, 0.8)).  Before the engine says how many
+    steps it will run (`total` None, e.g. in a unit test) the rate stays at base_lr."""
+
+    base_lr: float
+    milestones: tuple[float, ...]
+    gamma: float
+
+    def lr(self, step: int, total: int | None) -> float:
+        if not total:
+            return self.base_lr
+        return self.base_lr * self.gamma ** sum(step >= m * total for m in self.milestones)
+
+    def apply(self, opt, step: int, total: int | None) -> float:
+        lr = self.lr(step, total)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+@torch.no_grad()
+def embed_images(model, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Eval-mode embedding of (N, C, H, W) images, `chunk` at a time: (N, D).  Restores the
+    model's training mode."""
+    was_training = model.training
+    model.eval()
+    z = torch.cat([model(x[lo:lo + chunk], embed=True) for lo in range(0, len(x), chunk)])
+    model.train(was_training)
+    return z
+
+
+def embed_tasks(model, batch, chunk_images: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode features of every task's support and query sets: (T, S, D), (T, Q, D).  In eval
+    mode batch norm uses running statistics, so each image's features are its own (chunks of
+    `chunk_images` keep the first activation under ~0.5 GB at 84x84)."""
+    T, S = batch.support_x.shape[:2]
+    x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)    # (T*(S+Q), C, H, W)
+    z = embed_images(model, x, chunk_images).view(T, -1, model.embedding_dim)
+    return z[:, :S], z[:, S:]
