@@ -75,18 +75,22 @@ class ANIL(MAML):
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
-        steps = self.config.test_inner_steps
+        # test_inner_steps head steps, then on to the suite's largest common budget (MAML.evaluate)
+        steps, total, report = self.config.test_inner_steps, self.eval_steps(), set(self.report_steps())
         key = "accuracy" if self.kind == "classification" else "mse"
         zs, zq = self._features(batch)
         head = self._initial_head(batch.n_tasks, detach=True)
         metrics: dict[str, torch.Tensor] = {}
-        for k in range(steps + 1):
-            loss, metrics[f"{key}@{k}"] = self._scores(head_out(zq, head), batch.query_y)
-            if k < steps:
+        for k in range(total + 1):
+            if k in report:
+                loss, metrics[f"{key}@{k}"] = self._scores(head_out(zq, head), batch.query_y)
+                if k == steps:
+                    metrics["loss"] = loss
+            if k < total:
                 with torch.enable_grad():
                     head = {n: t.requires_grad_(True) for n, t in head.items()}
                     head = {n: t.detach() for n, t in self._head_step(zs, batch.support_y, head, False).items()}
-        metrics[key], metrics["loss"] = metrics[f"{key}@{steps}"], loss
+        metrics[key] = metrics[f"{key}@{steps}"]
         return {n: t.cpu() for n, t in metrics.items()}
 
     # --- helpers ------------------------------------------------------------------------------

@@ -47,6 +47,14 @@ class Algorithm:
     VARIANTS: ClassVar[dict[str, str]] = {}
     #: The Algorithm contract version this class is written against (see CONTRACT_VERSION).
     contract_version: ClassVar[int] = CONTRACT_VERSION
+    #: How the test-time adaptation budget is counted (issue 22 section 3): 'inner steps'
+    #: (gradient steps on the support set, `test_inner_steps`), 'support passes' (metric and
+    #: memory learners read the support set once) or 'none' (no adaptation to the support set).
+    adaptation_unit: ClassVar[str] = "support passes"
+    #: Gradient-based learners set this to report their metric at the suite's common budgets
+    #: (`Suite.common_budgets`, e.g. `mse@1` and `mse@10` on sinusoid) besides their own
+    #: `test_inner_steps`: `evaluate` then runs `eval_steps()` steps and scores `report_steps()`.
+    reports_common_budgets: ClassVar[bool] = False
 
     def __init__(self, suite: Suite, config: Any, device: torch.device, seed: int):
         self.suite, self.config, self.device, self.seed = suite, config, torch.device(device), seed
@@ -79,6 +87,60 @@ class Algorithm:
     def protocol(self) -> dict[str, Any]:
         """How test queries are evaluated: `transductive` and `query_batch` (stored with results)."""
         return {"transductive": False, "query_batch": "n/a"}
+
+    # --- what the run records about its protocol (issue 22) ---------------------------------
+    def budget_unit(self) -> str:
+        """`adaptation_unit`, except 'trial' on meta-RL suites for learners that do not count
+        inner steps: they adapt online, within the trial, which has no support set to pass over."""
+        if self.suite.kind.startswith("rl-") and self.adaptation_unit != "inner steps":
+            return "trial"
+        return self.adaptation_unit
+
+    def adaptation_budget(self) -> int | None:
+        """The test-time adaptation budget in `budget_unit()`s: `test_inner_steps` for 'inner
+        steps', 1 for 'support passes', 0 for 'none', None for 'trial' (the suite's trial length
+        is the budget).  The headline metric is at this budget."""
+        unit = self.budget_unit()
+        if unit == "inner steps":
+            return int(self.config.test_inner_steps)
+        return {"none": 0, "trial": None}.get(unit, 1)
+
+    def report_steps(self) -> list[int]:
+        """The inner-step counts k at which `evaluate` reports `metric@k`: 0..`test_inner_steps`,
+        plus the suite's common budgets when the class `reports_common_budgets`."""
+        own = int(self.config.test_inner_steps)
+        extra = tuple(getattr(self.suite, "common_budgets", ())) if self.reports_common_budgets else ()
+        return sorted(set(range(own + 1)) | {int(k) for k in extra})
+
+    def eval_steps(self) -> int:
+        """How many inner steps `evaluate` runs: max(`test_inner_steps`, the largest common budget)
+        for classes that report common budgets. The steps past `test_inner_steps` only add
+        `metric@k` rows; they use no random numbers, so every other number is unchanged."""
+        return max(self.report_steps())
+
+    def backbone(self) -> str | None:
+        """The network, as the published table names it (`metabench.results.published`):
+        'conv4-pool-64', 'conv4-strided-64', 'mlp-40x2', 'lstm-lrua-200-128x40'...; None = not said."""
+        return None
+
+    def recorded_protocol(self) -> dict[str, Any]:
+        """What the run records as its protocol (`runs.config['protocol']`): training way, shots
+        and queries per class, the test-time adaptation budget and its unit, the backbone and a
+        model option (`model`, e.g. Matching Networks' 'fce'). Published numbers are attached
+        only to runs whose recorded protocol matches the paper's (issue 22). Subclasses whose
+        training tasks are not plain support/query episodes override the training fields."""
+        way = shot = query = None
+        if getattr(self, "needs_training", True) and self.suite.kind in ("classification", "regression"):
+            req = self.train_request()
+            if self.suite.kind == "classification":
+                way = req.n_way or self.suite.n_way
+            shot = req.n_shot or self.suite.n_shot
+            query = req.n_query or self.suite.n_query_test
+        budget, unit = self.adaptation_budget(), self.budget_unit()
+        return {"train_way": way, "train_shot": shot, "train_query": query,
+                "test_steps": budget if unit == "inner steps" else None,
+                "adaptation_budget": budget, "adaptation_unit": unit,
+                "backbone": self.backbone(), "model": None}
 
     # --- helpers ------------------------------------------------------------------------------
     @classmethod

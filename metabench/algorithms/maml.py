@@ -153,6 +153,8 @@ class MAML(Algorithm):
     family = "optimization"
     supports = frozenset({"classification", "regression"})
     Config = Config
+    adaptation_unit = "inner steps"
+    reports_common_budgets = True
     PRESETS = {
         "paper": {
             # Finn et al. 2017, appendix A.1 and cbfinn/maml main.py
@@ -225,6 +227,10 @@ class MAML(Algorithm):
     def meta_parameters(self) -> dict[str, torch.Tensor]:
         return params_of(self.model)
 
+    def backbone(self) -> str:
+        c = self.config
+        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+
     def meta_train_step(self, batch) -> dict[str, float]:
         if self.batching == "auto":
             self._choose_batching(batch)
@@ -239,10 +245,12 @@ class MAML(Algorithm):
 
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
         """Adapt to each task's support set with `test_inner_steps` steps (first-order, no graph
-        kept) and score the query set after every step."""
-        steps = self.config.test_inner_steps
+        kept) and score the query set after every step; then on, up to the suite's largest common
+        budget (`eval_steps`), scoring only at the common budgets. The headline metric and `loss`
+        are at `test_inner_steps`."""
+        steps, total, report = self.config.test_inner_steps, self.eval_steps(), set(self.report_steps())
         key = "accuracy" if self.kind == "classification" else "mse"
-        scores = torch.zeros(steps + 1, batch.n_tasks)
+        scores = torch.zeros(total + 1, batch.n_tasks)
         losses = torch.zeros(batch.n_tasks)
         theta = {n: p.detach() for n, p in params_of(self.model).items()}
         lr = self.inner_lrs()
@@ -251,16 +259,18 @@ class MAML(Algorithm):
             for t in range(batch.n_tasks):
                 params = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
                 xs, ys, xq, yq = batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t]
-                for k in range(steps + 1):
-                    with torch.no_grad():
-                        out = forward(self.model, params, xq, batch.query_groups)
-                        loss, score = self._score(out, yq)
-                    scores[k, t] = score
-                    if k < steps:
+                for k in range(total + 1):
+                    if k in report:
+                        with torch.no_grad():
+                            out = forward(self.model, params, xq, batch.query_groups)
+                            loss, score = self._score(out, yq)
+                        scores[k, t] = score
+                        if k == steps:
+                            losses[t] = loss
+                    if k < total:
                         params = adapt(self.model, params, xs, ys, self.support_loss, 1, lr, create_graph=False)
                         params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-                losses[t] = loss
-        metrics = {f"{key}@{k}": scores[k] for k in range(steps + 1)}
+        metrics = {f"{key}@{k}": scores[k] for k in sorted(report)}
         metrics[key] = scores[steps]
         metrics["loss"] = losses
         return metrics

@@ -300,6 +300,17 @@ class MANN(Algorithm):
     def meta_parameters(self):
         return dict(self.core.named_parameters())
 
+    def backbone(self) -> str:
+        c = self.config
+        return f"lstm-lrua-{c.controller_size}-{c.memory_slots}x{c.memory_width}"
+
+    def recorded_protocol(self):
+        # classification trains on sequences of `seq_per_class` examples per class, not episodes
+        protocol = super().recorded_protocol()
+        if self.kind == "classification":
+            protocol.update(train_shot=None, train_query=None)
+        return protocol
+
     # --- inputs -------------------------------------------------------------------------------
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         """(T, N, C, H, W) images -> (T, N, C * image_size**2)."""

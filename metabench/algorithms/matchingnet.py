@@ -176,6 +176,13 @@ class MatchingNet(Algorithm):
     def meta_parameters(self):
         return dict(self.model.named_parameters())
 
+    def backbone(self) -> str:
+        return f"conv4-pool-{self.config.hidden}"
+
+    def recorded_protocol(self):
+        # the published rows differ by full-context embeddings (Vinyals et al.: Omniglot without)
+        return {**super().recorded_protocol(), "model": "fce" if self.config.fce else "no-fce"}
+
     def _probs(self, zs, ys, zq, n_way: int) -> torch.Tensor:
         if self.config.fce:
             zs = self.model["fce"].embed_support(zs)

@@ -214,6 +214,9 @@ class MetaNet(Algorithm):
     def meta_parameters(self):
         return dict(self.model.named_parameters())
 
+    def backbone(self) -> str:
+        return f"conv4-pool-{self.config.hidden}"
+
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C, H, W) -> base-learner features, representation features (N, D) each."""
         zb = self.model.conv_b(x)

@@ -56,6 +56,9 @@ class PixelCentroid(Algorithm):
     def meta_parameters(self) -> dict[str, torch.Tensor]:
         return {}
 
+    def backbone(self) -> str:
+        return "pixels"
+
     def state_dict(self):
         return {}
 

@@ -113,6 +113,9 @@ class ProtoNet(Algorithm):
     def meta_parameters(self):
         return dict(self.model.named_parameters())
 
+    def backbone(self) -> str:
+        return f"conv4-pool-{self.config.hidden}"
+
     def _episode_logits(self, xs, ys, xq, n_way: int) -> torch.Tensor:
         z = self.model(torch.cat([xs, xq]))             # (n_support + n_query, D)
         zs, zq = z[: len(xs)], z[len(xs):]

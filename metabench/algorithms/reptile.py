@@ -140,6 +140,8 @@ class Reptile(Algorithm):
     family = "optimization"
     supports = frozenset({"classification", "regression"})
     Config = Config
+    adaptation_unit = "inner steps"
+    reports_common_budgets = True
     PRESETS = {
         "paper": {
             # openai/supervised-reptile README (archived version): "the commands used for the paper"
@@ -202,6 +204,14 @@ class Reptile(Algorithm):
     def meta_parameters(self) -> dict[str, torch.Tensor]:
         return params_of(self.model)
 
+    def backbone(self) -> str:
+        c = self.config
+        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+
+    def recorded_protocol(self):
+        # a training task is `train_shot` examples per class, all of them trained on (no query split)
+        return {**super().recorded_protocol(), "train_shot": self.config.train_shot, "train_query": None}
+
     @torch.no_grad()
     def meta_train_step(self, batch) -> dict[str, float]:
         c = self.config
@@ -226,22 +236,29 @@ class Reptile(Algorithm):
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
         """Train on each task's support set for `test_inner_steps` steps, then score the queries."""
         c, T = self.config, batch.n_tasks
+        # test_inner_steps steps, then on to the suite's largest common budget (`eval_steps`): the
+        # mini-batches of the first steps are the same whatever the total (whole epochs drawn in
+        # order from each task's own generator), so the extra steps change no other number
+        total = self.eval_steps()
         ids = batch.task_ids or list(range(T))
         gens = [torch.Generator().manual_seed(1_000_003 * int(i) + 17) for i in ids]   # per task, not per run
         n_support = batch.support_x.shape[1]
-        idx = minibatch_indices(n_support, max(c.test_inner_steps, 1), min(c.test_inner_batch, n_support), gens)
+        idx = minibatch_indices(n_support, max(total, 1), min(c.test_inner_batch, n_support), gens)
         theta = {n: p.detach() for n, p in params_of(self.model).items()}
         key = "accuracy" if self.kind == "classification" else "mse"
-        report = {c.test_inner_steps} if self.kind == "classification" else {0, 1, 5, 10, c.test_inner_steps}
+        own = {c.test_inner_steps} if self.kind == "classification" else {0, 1, 5, 10, c.test_inner_steps}
+        report = {k for k in own if k <= c.test_inner_steps} | set(getattr(self.suite, "common_budgets", ()))
         metrics: dict[str, torch.Tensor] = {}
 
         def score(k: int, params: Params) -> None:
             if k in report:
                 loss, value = self._query_scores(params, batch)
-                metrics[f"{key}@{k}"], metrics["loss"] = value, loss
+                metrics[f"{key}@{k}"] = value
+                if k == c.test_inner_steps:
+                    metrics["loss"] = loss
 
         self._inner_loop(theta, batch.support_x, batch.support_y, idx.to(batch.support_x.device),
-                         c.test_inner_steps, on_step=score)
+                         total, on_step=score)
         metrics[key] = metrics[f"{key}@{c.test_inner_steps}"]
         return metrics
 

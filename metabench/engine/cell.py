@@ -165,7 +165,9 @@ class CellRunner:
         protocol = algo.protocol if algo else {"transductive": False, "query_batch": "n/a"}
         config = {"algorithm": dataclasses.asdict(self.config), "loop": dataclasses.asdict(self.loop),
                   "suite": self.suite.describe(), "batching": getattr(algo, "batching", None),
-                  "batching_timings_s": getattr(algo, "batching_timings", None) or None}
+                  "batching_timings_s": getattr(algo, "batching_timings", None) or None,
+                  # what published numbers are matched against (issue 22; results.published)
+                  "protocol": algo.recorded_protocol() if algo else None}
         return {
             "run_id": self.cell.run_id, "job_id": self.job_id, "suite": self.suite.id,
             "suite_version": self.suite.version, "split_scheme": self.suite.split_scheme,

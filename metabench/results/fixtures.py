@@ -172,8 +172,8 @@ def _write_run(
     started = _T0 + timedelta(hours=index)
     steps = list(range(0, 100, 10)) if status != "running" else list(range(0, 50, 10))
     wall = 36.0 * (index + 1) + 4.0 * steps[-1]
-    config = {"suite": suite, "algorithm": algorithm, "seed": seed, "preset": "quick",
-              "meta_steps": 100, "outer_lr": 1e-3}  # fmt: skip
+    config = {"suite": suite, "algorithm": algorithm, "seed": seed, "preset": "paper",
+              "meta_steps": 100, "outer_lr": 1e-3, "protocol": _PROTOCOLS.get((suite, algorithm))}  # fmt: skip
     write_table(
         {
             "run_id": run_id,
@@ -184,7 +184,7 @@ def _write_run(
             "algorithm": algorithm,
             "family": family,
             "seed": seed,
-            "preset": "quick",
+            "preset": "paper",
             "status": status,
             "device": "cpu",
             "started_at": started,
@@ -231,6 +231,25 @@ def _write_run(
         for i, value in enumerate(values)
     ]  # fmt: skip
     write_table(rows, folder / "tasks.parquet", "tasks")
+
+
+#: The protocol each fixture run records (``runs.config['protocol']``, as the engine writes it): the
+#: omniglot rows are the papers' protocols, so the leaderboard shows MAML's and ProtoNets' published
+#: numbers beside them (``metabench.results.published``).
+_PROTOCOLS: dict[tuple[str, str], dict[str, Any]] = {
+    ("omniglot-5w1s", "maml"): {"train_way": 5, "train_shot": 1, "train_query": None, "test_steps": 3,
+                                "adaptation_budget": 3, "adaptation_unit": "inner steps",
+                                "backbone": "conv4-strided-64", "model": None},
+    ("omniglot-5w1s", "protonet"): {"train_way": 60, "train_shot": 1, "train_query": 5, "test_steps": None,
+                                    "adaptation_budget": 1, "adaptation_unit": "support passes",
+                                    "backbone": "conv4-pool-64", "model": None},
+    ("sinusoid-5shot", "maml"): {"train_way": None, "train_shot": 10, "train_query": 10, "test_steps": 10,
+                                 "adaptation_budget": 10, "adaptation_unit": "inner steps",
+                                 "backbone": "mlp-40x2", "model": None},
+    ("sinusoid-5shot", "reptile"): {"train_way": None, "train_shot": 10, "train_query": None, "test_steps": 10,
+                                    "adaptation_budget": 10, "adaptation_unit": "inner steps",
+                                    "backbone": "mlp-40x2", "model": None},
+}
 
 
 def _descriptors(suite: str, task_id: int) -> dict[str, Any]:

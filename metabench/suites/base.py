@@ -80,6 +80,10 @@ class Suite:
     needs_data: ClassVar[str | None] = None   # dataset name under the data root, if any
     input_shape: tuple[int, ...] = ()         # one input, e.g. (C, H, W) = (1, 28, 28) for images
     class_ids: ClassVar[bool] = False         # batches carry `classes` and `n_classes` works
+    #: Test-time adaptation budgets (inner steps) at which every gradient-based learner also reports
+    #: its metric as `metric@k`, whatever its own `test_inner_steps`, so that rows adapted with
+    #: different budgets can be compared at one budget (issue 22 section 3; `Algorithm.report_steps`).
+    common_budgets: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

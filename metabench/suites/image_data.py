@@ -168,6 +168,7 @@ class ImageClasses(Suite):
 
     kind = "classification"
     primary_metric = "accuracy"
+    common_budgets = (1,)   # one inner step: the smallest budget of every gradient-based row
     n_query_test = 15
     class_ids = True
 

@@ -23,6 +23,7 @@ class Omniglot(Suite):
     version = 1
     kind = "classification"
     primary_metric = "accuracy"
+    common_budgets = (1,)   # one inner step: the smallest budget of every gradient-based row
     split_scheme = "vinyals"
     needs_data = "omniglot"
     n_query_test = 15

@@ -19,6 +19,7 @@ class Sinusoid(Suite):
     version = 1
     kind = "regression"
     primary_metric = "mse"
+    common_budgets = (1, 10)   # MAML's one training step and its ten test steps (Finn et al. 2017, section 5.1)
     n_query_test = 100
     amplitude = (0.1, 5.0)
     phase = (0.0, math.pi)
