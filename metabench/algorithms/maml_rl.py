@@ -65,7 +65,9 @@ import torch.nn.functional as F
 from metabench.algorithms.base import Algorithm, TrainRequest
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
+from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import discounted_returns
+from metabench.rl.trpo import conjugate_gradient, surrogate_loss, trpo_step  # noqa: F401  (conjugate_gradient: re-exported)
 
 Params = dict[str, torch.Tensor]
 
@@ -146,24 +148,6 @@ def fit_linear_baseline(features: torch.Tensor, targets: torch.Tensor, reg: floa
     eye = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
     A = X.transpose(-1, -2) @ X + reg * eye
     return torch.linalg.solve(A, (X.transpose(-1, -2) @ y.unsqueeze(-1))).squeeze(-1).to(features.dtype)
-
-
-def conjugate_gradient(Avp, b: torch.Tensor, iters: int = 10, tol: float = 1e-10) -> torch.Tensor:
-    """Solve A x = b for symmetric positive-definite A given only v -> A v (Hestenes-Stiefel)."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rr = r @ r
-    for _ in range(iters):
-        Ap = Avp(p)
-        alpha = rr / (p @ Ap)
-        x = x + alpha * p
-        r = r - alpha * Ap
-        new_rr = r @ r
-        if new_rr < tol:
-            break
-        p = r + (new_rr / rr) * p
-        rr = new_rr
-    return x
 
 
 def mlp(params: Params, x: torch.Tensor, n_layers: int, act) -> torch.Tensor:
@@ -356,63 +340,38 @@ class MAMLRL(Algorithm):
             old_logp = old.log_prob(act)
 
         def surrogate(params):
-            d = self._dist(params, obs)
-            return -(torch.exp(d.log_prob(act) - old_logp) * adv).mean(), d
+            return surrogate_loss(self._dist(params, obs).log_prob(act), old_logp, adv)
 
         if c.outer == "ppo":
             for _ in range(c.ppo_epochs):
                 d = self._dist(self._adapted(inner_data, L), obs)
-                ratio = torch.exp(d.log_prob(act) - old_logp)
-                loss = -torch.min(ratio * adv, ratio.clamp(1 - c.clip, 1 + c.clip) * adv).mean()
+                loss = ppo_clip_loss(d.log_prob(act), old_logp, adv, c.clip)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
             return {"loss": float(loss), "post_update_return": post_return}
 
-        theta = list(self.theta.values())
-        loss, d = surrogate(self._adapted(inner_data, L))
-        g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, theta, retain_graph=True)])
-
         def kl_of(params):
             return torch.distributions.kl_divergence(old, self._dist(params, obs)).mean()
 
+        loss = surrogate(self._adapted(inner_data, L))
         if c.exact_fvp:
             kl = kl_of(self._adapted(inner_data, L))
         else:   # theta' = theta + const: d theta'/d theta = I for the curvature
             fixed = self._adapted_nograd(inner_data, L)
             base = self._expand(L)
             kl = kl_of({k: base[k] + (fixed[k] - base[k]).detach() for k in base})
-        kl_grad = torch.cat([x.reshape(-1) for x in torch.autograd.grad(kl, theta, create_graph=True)])
 
-        def fvp(v):
-            hv = torch.autograd.grad(kl_grad @ v, theta, retain_graph=True)
-            return torch.cat([x.reshape(-1) for x in hv]) + c.cg_damping * v
+        def objective():   # the line search's (surrogate, exact KL) at the current theta
+            with torch.enable_grad():
+                params = self._adapted(inner_data, L)
+            return float(surrogate(params)), float(kl_of(params))
 
-        step = conjugate_gradient(fvp, -g, c.cg_iters)
-        shs = 0.5 * (step @ fvp(step))
-        full = step * torch.sqrt(c.max_kl / shs.clamp_min(1e-12))      # 0.5 full^T F full = max_kl
-        old_theta = [p.detach().clone() for p in theta]
-        loss0, accepted, new_kl = float(loss.detach()), 0.0, 0.0
-        with torch.no_grad():
-            for i in range(c.ls_steps):
-                frac = c.ls_backtrack ** i
-                self._set_flat(old_theta, full * frac)
-                with torch.enable_grad():
-                    params = self._adapted(inner_data, L)
-                new_loss, _ = surrogate(params)
-                new_kl = float(kl_of(params))
-                if float(new_loss) < loss0 and new_kl <= c.max_kl:
-                    accepted = frac
-                    break
-            else:
-                self._set_flat(old_theta, torch.zeros_like(full))
-        return {"loss": loss0, "post_update_return": post_return, "kl": new_kl, "step_accepted": accepted}
-
-    def _set_flat(self, base: list[torch.Tensor], delta: torch.Tensor) -> None:
-        i = 0
-        for p, b in zip(self.theta.values(), base):
-            p.copy_(b + delta[i:i + p.numel()].view_as(p))
-            i += p.numel()
+        accepted, new_kl = trpo_step(list(self.theta.values()), loss, kl, objective, max_kl=c.max_kl,
+                                     damping=c.cg_damping, cg_iters=c.cg_iters, ls_steps=c.ls_steps,
+                                     backtrack=c.ls_backtrack)
+        return {"loss": float(loss.detach()), "post_update_return": post_return, "kl": new_kl,
+                "step_accepted": accepted}
 
     def _adapted_nograd(self, inner_data, L: int) -> Params:
         params = {k: v.detach() for k, v in self._expand(L).items()}

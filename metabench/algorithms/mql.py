@@ -70,8 +70,6 @@ Differences from the papers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -79,6 +77,7 @@ import torch.nn.functional as F
 from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
+from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
 from metabench.rl.rollout import episode_returns, per_task
 
 
@@ -141,27 +140,6 @@ class Config:
                 raise ConfigError(f"mql: {name} must be non-negative, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"mql: lr must be positive, got {self.lr}")
-
-
-def double_dqn_target(reward: torch.Tensor, terminal: torch.Tensor, q_next_online: torch.Tensor,
-                      q_next_target: torch.Tensor, gamma: float) -> torch.Tensor:
-    """r + gamma (1 - terminal) Q_target(s', argmax_a Q_online(s', a)): reward, terminal (...),
-    Q values (..., n_actions) -> (...)."""
-    a_star = q_next_online.argmax(-1, keepdim=True)
-    return reward + gamma * (1.0 - terminal.to(reward.dtype)) * q_next_target.gather(-1, a_star).squeeze(-1)
-
-
-def td3_target(reward: torch.Tensor, terminal: torch.Tensor, mu_next: torch.Tensor, noise: torch.Tensor,
-               q_next: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], gamma: float,
-               noise_clip: float, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
-    """TD3's target (Fujimoto et al. 2018, eq. 14-15):
-    r + gamma (1 - terminal) min(Q'_1, Q'_2)(s', clip(mu'(s') + clip(noise, -c, c), low, high)).
-
-    reward, terminal (...); mu_next, the target actor's action in s', and noise (already scaled
-    by the smoothing std) (..., dim); `q_next(a)` -> the two target critics' values (...) in s'."""
-    a_next = (mu_next + noise.clamp(-noise_clip, noise_clip)).clamp(low, high)
-    q1, q2 = q_next(a_next)
-    return reward + gamma * (1.0 - terminal.to(reward.dtype)) * torch.min(q1, q2)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -427,9 +405,7 @@ class MQL(Algorithm):
             loss.backward()
             nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
             self.opt.step()
-            with torch.no_grad():
-                for p, pt in zip(self.net.parameters(), self.target.parameters()):
-                    pt.lerp_(p, c.tau)
+            polyak_update(self.net, self.target, c.tau)
             losses.append(float(loss.detach()))
         self.steps += 1
         return {"loss": sum(losses) / len(losses), "epsilon": eps, "trial_return": float(r.sum(0).mean())}
@@ -512,10 +488,8 @@ class MQL(Algorithm):
         nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)
         self.actor_opt.step()
         self.actor_updates += 1
-        with torch.no_grad():
-            for net, tgt in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
-                for p, pt in zip(net.parameters(), tgt.parameters()):
-                    pt.lerp_(p, c.tau)
+        polyak_update(self.critic, self.critic_target, c.tau)
+        polyak_update(self.actor, self.actor_target, c.tau)
         return float(critic_loss.detach()), float(actor_loss.detach())
 
     def _td3_meta_train_step(self, tasks: RLTaskBatch) -> dict[str, float]:

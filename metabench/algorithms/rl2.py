@@ -86,6 +86,7 @@ from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import ActionSpace, RLTaskBatch, eval_generator
 from metabench.rl.envs import BanditEnv
+from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import gae
 from metabench.rl.rollout import episode_returns, per_task
 
@@ -172,12 +173,6 @@ VARIANTS: dict[str, str] = {
     # tabular-mdp-n10: + 256 units and a critic that sees the task; 0.668 +- 0.007 (psrl 0.613)
     "rl2-aux-privileged": "rl2[aux_reward_coef=0.5,hidden=256,privileged_value=true,trial_progress=true]",
 }
-
-
-def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
-    """PPO's clipped surrogate (to minimise): -mean(min(r A, clip(r, 1-eps, 1+eps) A)), r = exp(logp - old)."""
-    ratio = torch.exp(logp - old_logp)
-    return -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
 
 
 class RecurrentPolicy(nn.Module):

@@ -1,0 +1,141 @@
+"""The RL machinery in metabench/rl/, each piece on its own, against answers worked out by hand
+(PPO's clipped loss, TRPO's conjugate gradient, step size and line search, the double-DQN and TD3
+targets, Polyak averaging)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from metabench.rl.ppo import ppo_clip_loss
+from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
+from metabench.rl.trpo import (conjugate_gradient, fisher_vector_product, line_search, natural_step,
+                               surrogate_loss, trpo_step)
+
+
+# --- PPO ----------------------------------------------------------------------------------------
+def test_ppo_clipped_loss_on_three_samples_by_hand():
+    # eps 0.2; ratio 1.5 with A +2: min(3.0, 1.2 * 2) = 2.4 (clipped); ratio 0.5 with A -1:
+    # min(-0.5, 0.8 * -1) = -0.8 (clipped); ratio 1.1 with A +1: 1.1 (inside the clip range)
+    ratio = torch.tensor([1.5, 0.5, 1.1])
+    adv = torch.tensor([2.0, -1.0, 1.0])
+    old = torch.tensor([0.3, -1.0, 0.0])
+    loss = ppo_clip_loss(old + ratio.log(), old, adv, 0.2)
+    assert loss.item() == pytest.approx(-(2.4 - 0.8 + 1.1) / 3, abs=1e-6)
+
+
+def test_ppo_clipped_loss_has_no_gradient_where_the_clip_binds():
+    logp = torch.tensor([1.5, 0.9]).log().requires_grad_()
+    ppo_clip_loss(logp, torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2).backward()
+    # sample 0 is clipped (ratio 1.5 > 1.2 with A > 0): no gradient; sample 1: d(-r A / 2)/dlogp = -0.9 / 2
+    assert logp.grad.tolist() == pytest.approx([0.0, -0.45])
+
+
+# --- TRPO ---------------------------------------------------------------------------------------
+def test_conjugate_gradient_solves_a_small_spd_system_to_1e_6():
+    A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    x = conjugate_gradient(lambda v: A @ v, b, iters=3)    # n iterations suffice in exact arithmetic
+    assert (A @ x - b).abs().max() < 1e-6
+    assert torch.allclose(x, torch.linalg.solve(A, b), atol=1e-6)
+
+
+def test_surrogate_is_minus_the_mean_importance_weighted_advantage():
+    # ratios 2 and 0.5, advantages 1 and 4: -(2 * 1 + 0.5 * 4) / 2 = -2
+    logp, old = torch.tensor([2.0, 0.5]).log(), torch.zeros(2)
+    assert surrogate_loss(logp, old, torch.tensor([1.0, 4.0])).item() == pytest.approx(-2.0)
+
+
+def _quadratic_kl(theta: torch.Tensor, fisher_diag: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (fisher_diag * theta * theta).sum()
+
+
+def test_fisher_vector_product_is_the_kl_hessian_times_v_plus_damping():
+    theta = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
+    F = torch.tensor([2.0, 8.0], dtype=torch.float64)
+    fvp = fisher_vector_product(_quadratic_kl(theta, F), [theta], damping=0.1)
+    v = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    assert fvp(v).tolist() == pytest.approx([2.0 * 1.0 + 0.1, 8.0 * 0.5 + 0.05])
+
+
+def test_natural_step_is_the_scaled_newton_direction():
+    # F = diag(2, 8), g = (1, 2): s = -F^-1 g = (-0.5, -0.25), 0.5 s^T F s = 0.5, so the step is
+    # s * sqrt(max_kl / 0.5) and its quadratic KL is exactly max_kl
+    F = torch.tensor([2.0, 8.0], dtype=torch.float64)
+    g = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    full = natural_step(g, lambda v: F * v, max_kl=0.01, cg_iters=2)
+    scale = (0.01 / 0.5) ** 0.5
+    assert full.tolist() == pytest.approx([-0.5 * scale, -0.25 * scale])
+    assert float(0.5 * (full * F * full).sum()) == pytest.approx(0.01)
+
+
+def _line_search_toy(n_steps: int):
+    # one parameter from 0 along +1: surrogate (p - 0.2)^2 (0.04 at the start), KL p^2, bound 0.1;
+    # halving: p = 1 (0.64, worse), 0.5 (0.09, worse), 0.25 (0.0025, better, KL 0.0625 <= 0.1)
+    p = torch.zeros(1)
+    out = line_search([p], torch.ones(1), lambda: (float((p - 0.2) ** 2), float(p ** 2)),
+                      loss0=0.04, max_kl=0.1, n_steps=n_steps, backtrack=0.5)
+    return out, p
+
+
+def test_line_search_accepts_the_first_improving_step_within_the_kl_bound():
+    (accepted, kl), p = _line_search_toy(15)
+    assert (accepted, kl, p.item()) == (0.25, 0.0625, 0.25)
+
+
+def test_line_search_restores_the_parameters_when_nothing_is_accepted():
+    (accepted, kl), p = _line_search_toy(2)        # tries 1 and 0.5 only
+    assert (accepted, kl, p.item()) == (0.0, 0.25, 0.0)
+
+
+def test_trpo_step_on_a_linear_surrogate_with_a_quadratic_kl():
+    # surrogate g . theta with g = (1, 2); KL 0.5 theta^T diag(2, 8) theta; the line search sees a
+    # true KL of 0.9 times the model's, so the full step (model KL = max_kl) is accepted at once
+    F = torch.tensor([2.0, 8.0], dtype=torch.float64)
+    g = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    theta = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    accepted, kl = trpo_step([theta], g @ theta, _quadratic_kl(theta, F),
+                             lambda: (float(g @ theta), 0.9 * float(_quadratic_kl(theta, F))),
+                             max_kl=0.01, damping=0.0, cg_iters=2, ls_steps=5, backtrack=0.8)
+    scale = (0.01 / 0.5) ** 0.5
+    assert accepted == 1.0 and kl == pytest.approx(0.009)
+    assert theta.tolist() == pytest.approx([-0.5 * scale, -0.25 * scale])
+
+
+# --- Q-learning targets -------------------------------------------------------------------------
+def test_double_dqn_target_by_hand():
+    # online argmax in s' is action 1 (Q 3); the target net values action 1 at 4 (its own max is 20):
+    # y = 1 + 0.5 * 4 = 3 (plain DQN would give 1 + 0.5 * 20 = 11); a terminal step keeps r alone
+    q_online = torch.tensor([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]])
+    q_target = torch.tensor([[10.0, 4.0, 20.0], [10.0, 4.0, 20.0]])
+    y = double_dqn_target(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), q_online, q_target, 0.5)
+    assert y.tolist() == [3.0, 1.0]
+
+
+def test_td3_target_with_clipped_noise_by_hand():
+    # mu'(s') = (0.5, -0.9), noise (0.7, -0.3) clipped to (0.5, -0.3): a' = (1.0, -1.2), clipped to
+    # the box (1.0, -1.0); twin target critics 3 + sum(a') = 3 and 5 + 2 sum(a') = 5: min 3;
+    # y = 1 + 0.9 * 3 = 3.7; terminal: y = r
+    seen = []
+
+    def q_next(a):
+        seen.append(a.clone())
+        s = a.sum(-1)
+        return 3 + s, 5 + 2 * s
+
+    mu_next, noise = torch.tensor([[0.5, -0.9]] * 2), torch.tensor([[0.7, -0.3]] * 2)
+    y = td3_target(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), mu_next, noise, q_next, 0.9, noise_clip=0.5)
+    assert seen[0].tolist() == [[1.0, -1.0]] * 2
+    assert y.tolist() == pytest.approx([3.7, 1.0])
+
+
+def test_polyak_update_moves_the_target_by_tau_and_leaves_the_online_net():
+    net, target = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+        for p in target.parameters():
+            p.fill_(0.0)
+    polyak_update(net, target, 0.25)
+    assert all(p.eq(0.25).all() for p in target.parameters())
+    assert all(p.eq(1.0).all() for p in net.parameters())
