@@ -15,7 +15,9 @@ from metabench.algorithms.mql import MQL
 from metabench.algorithms.pixel_centroid import PixelCentroid
 from metabench.algorithms.protonet import ProtoNet
 from metabench.algorithms.reptile import Reptile
+from metabench.algorithms.rfs import RFS
 from metabench.algorithms.rl2 import RL2
+from metabench.algorithms.simpleshot import SimpleShot
 from metabench.registry import Registry
 
 class _AlgorithmRegistry(Registry):
@@ -33,7 +35,8 @@ class _AlgorithmRegistry(Registry):
 #: Built-ins, then plugins: ``package.module:Class`` import paths and the entry points of the
 #: ``metabench.algorithms`` group (see metabench.registry and docs/plugins.md).
 ALGORITHMS: Registry = _AlgorithmRegistry("algorithm", "metabench.algorithms", check_algorithm_class)
-for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, MatchingNet, MANN, MetaNet, FineTune, PixelCentroid):
+for _cls in (MAML, FOMAML, ProtoNet, Reptile, ANIL, MetaSGD, MatchingNet, MANN, MetaNet, FineTune, PixelCentroid,
+             RFS, SimpleShot):
     ALGORITHMS.add(_cls.name, _cls)
 for _cls in CLASSICAL:   # meta-RL reference rows (issue 4): random, oracle, ucb1, gittins, psrl, ...
     ALGORITHMS.add(_cls.name, _cls)

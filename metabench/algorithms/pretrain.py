@@ -19,6 +19,8 @@ stays in their own modules.  This module holds what they share:
 * `StepDecay`: the papers' step learning-rate schedule (x `gamma` at fixed fractions of training),
   in meta-steps because the engine counts steps, not epochs.
 * `embed_tasks` / `embed_images`: eval-mode features of a task batch / of many images, in chunks.
+* `SGDPretrainConfig` / `SGDPretrained`: the SGD pre-training (momentum, weight decay, step
+  decay) that `rfs` and `simpleshot` share; `finetune` keeps its own Adam (Chen et al.).
 """
 from __future__ import annotations
 
@@ -27,8 +29,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.base import TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
+
+
+#: Suite ids whose `paper` / `quick` settings differ from the Omniglot (Vinyals split) ones.
+OMNIGLOT_LAKE_IDS = ("omniglot-lake-5w1s", "omniglot-lake-5w5s", "omniglot-lake-20w1s", "omniglot-lake-20w5s",
+                     "omniglot-lake-runs")
+NATURAL_IMAGE_IDS = ("miniimagenet-5w1s", "miniimagenet-5w5s", "cifarfs-5w1s", "cifarfs-5w5s")
 
 
 def fits_classes(name: str, suite) -> tuple[bool, str]:
@@ -121,3 +130,88 @@ def embed_tasks(model, batch, chunk_images: int = 256) -> tuple[torch.Tensor, to
     x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)    # (T*(S+Q), C, H, W)
     z = embed_images(model, x, chunk_images).view(T, -1, model.embedding_dim)
     return z[:, :S], z[:, S:]
+
+
+# --- the SGD pre-training of rfs and simpleshot -------------------------------------------------
+@dataclass(frozen=True)
+class SGDPretrainConfig:
+    """The pre-training fields that `rfs` and `simpleshot` share (each module sets its paper's
+    defaults and adds the fields of its test-time classifier)."""
+
+    lr: float = 0.05
+    """Initial SGD learning rate of the pre-training."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 5e-4
+    """SGD weight decay (on every parameter, as torch.optim.SGD in the authors' code)."""
+    lr_decay_at: tuple[float, ...] = (0.6, 0.8)
+    """Fractions of the meta-steps after which the learning rate is multiplied by `lr_decay`."""
+    lr_decay: float = 0.1
+    """Factor of each learning-rate decay."""
+    batch_way: int = 32
+    """Distinct training classes per pre-training minibatch."""
+    per_class: int = 2
+    """Images per class in a minibatch (>= 2: the engine's support + query); the minibatch holds
+    batch_way x per_class images."""
+    hidden: int = 64
+    """Conv-4 channels."""
+    arch: str = "pool"
+    """Conv-4 variant: 'pool' (max-pooling after every block) or 'strided'."""
+
+    def validate(self) -> None:
+        for name in ("batch_way", "hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.per_class < 2:
+            raise ConfigError(f"per_class must be at least 2 (one support and one query image per class), "
+                              f"got {self.per_class}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError(f"lr must be positive, weight_decay >= 0 and momentum in [0, 1); got lr={self.lr}, "
+                              f"weight_decay={self.weight_decay}, momentum={self.momentum}")
+        if not all(0 < m < 1 for m in self.lr_decay_at) or not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay_at must be fractions of training in (0, 1) and lr_decay in (0, 1]; "
+                              f"got {self.lr_decay_at} and {self.lr_decay}")
+        if self.arch not in ("pool", "strided"):
+            raise ConfigError(f"arch must be 'pool' or 'strided', got {self.arch!r}")
+
+
+class SGDPretrained(Algorithm):
+    """Base of `rfs` and `simpleshot`: pre-trains `build_classifier` with SGD (momentum, weight
+    decay, `StepDecay` schedule) on wide-task minibatches; subclasses implement `evaluate` on the
+    frozen embedding (`embed_tasks`)."""
+
+    family = "baseline"
+    supports = frozenset({"classification"})
+
+    @classmethod
+    def fits(cls, suite) -> tuple[bool, str]:
+        ok, reason = super().fits(suite)
+        return fits_classes(cls.name, suite) if ok else (ok, reason)
+
+    def __init__(self, suite, config, device, seed: int):
+        super().__init__(suite, config, device, seed)
+        self.model = build_classifier(suite, config.hidden, config.arch, seed).to(self.device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                   weight_decay=config.weight_decay)
+        self.schedule = StepDecay(config.lr, tuple(config.lr_decay_at), config.lr_decay)
+        self.steps_done = 0
+
+    def train_request(self) -> TrainRequest:
+        return classification_request(self.config.batch_way, self.config.per_class)
+
+    def meta_parameters(self):
+        return dict(self.model.named_parameters())
+
+    def meta_train_step(self, batch) -> dict[str, float]:
+        self.schedule.apply(self.opt, self.steps_done, self.total_meta_steps)
+        metrics = supervised_step(self.model, self.opt, batch, "classification")
+        self.steps_done += 1
+        return metrics
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "steps_done": self.steps_done}
+
+    def load_state_dict(self, state) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.steps_done = int(state["steps_done"])
