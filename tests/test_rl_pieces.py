@@ -1,14 +1,17 @@
 """The RL machinery in metabench/rl/, each piece on its own, against answers worked out by hand
 (PPO's clipped loss, TRPO's conjugate gradient, step size and line search, the double-DQN and TD3
-targets, Polyak averaging)."""
+targets, Polyak averaging, the recurrent trial rollout)."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
+from metabench.rl.core import RLTaskBatch
+from metabench.rl.envs import BanditEnv
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
+from metabench.rl.rollout import RecurrentAgent, run_trials
 from metabench.rl.trpo import (conjugate_gradient, fisher_vector_product, line_search, natural_step,
                                surrogate_loss, trpo_step)
 
@@ -139,3 +142,45 @@ def test_polyak_update_moves_the_target_by_tau_and_leaves_the_online_net():
     polyak_update(net, target, 0.25)
     assert all(p.eq(0.25).all() for p in target.parameters())
     assert all(p.eq(1.0).all() for p in net.parameters())
+
+
+# --- the recurrent trial rollout ----------------------------------------------------------------
+def test_recurrent_agent_feeds_back_action_reward_done_and_progress():
+    # a 2-armed bandit whose arm 0 never pays and arm 1 always does; a 3-pull trial on one copy;
+    # the scripted policy plays 0, 1, 1 and counts its steps in the hidden state
+    env = BanditEnv(RLTaskBatch(params={"probs": torch.tensor([[0.0, 1.0]])}), 1, horizon=3)
+    script = iter([0, 1, 1])
+
+    def inputs(obs, prev_action, prev_reward, prev_done, progress):
+        return torch.stack([prev_action.float(), prev_reward, prev_done.float(),
+                            torch.full_like(prev_reward, progress)], -1)
+
+    def policy(x, h):
+        h = 0 if h is None else h + 1
+        a = torch.tensor([next(script)])
+        return a, a, {"step": torch.tensor([float(h)])}, h
+
+    agent = RecurrentAgent(inputs, policy, closing_input=True)
+    rollout = run_trials(env, agent)
+    trial = agent.trial()
+    assert rollout.rewards[:, 0].tolist() == [0.0, 1.0, 1.0]
+    # (previous action, reward, done flag, t / 3); the closing input follows the trial's last step
+    assert torch.allclose(trial.inputs[:, 0], torch.tensor([[-1.0, 0, 0, 0], [0, 0, 0, 1 / 3], [1, 1, 0, 2 / 3],
+                                                            [1, 1, 1, 1]]))
+    assert trial.actions[:, 0].tolist() == [0, 1, 1]
+    assert trial.extras["step"][:, 0].tolist() == [0.0, 1.0, 2.0]   # the hidden state carried over the trial
+
+
+def test_recurrent_agent_resets_its_memory_at_each_trial():
+    env = BanditEnv(RLTaskBatch(params={"probs": torch.tensor([[0.5, 0.5]])}), 2, horizon=2)
+    seen = []
+
+    def policy(x, h):
+        seen.append(h)
+        return torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), {}, "h"
+
+    agent = RecurrentAgent(lambda obs, a, r, d, p: obs, policy)
+    run_trials(env, agent, n_trials=2)
+    assert seen == [None, "h", None, "h"]
+    assert agent.trial().inputs.shape == (2, 2, 1)        # the last trial's inputs, no closing input
+

@@ -78,7 +78,7 @@ from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
-from metabench.rl.rollout import episode_returns, per_task
+from metabench.rl.rollout import RecurrentAgent, episode_returns, per_task, run_trials
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,10 @@ class ContextCritic(nn.Module):
         self.q2 = _mlp(hidden + obs_dim + 1 + act_dim, hidden, 1)
 
     @staticmethod
-    def inputs(obs, prev_action, prev_reward, prev_done, progress: torch.Tensor) -> torch.Tensor:
-        """prev_action in units of the action bound (zeros at a trial start)."""
+    def inputs(obs, prev_action, prev_reward, prev_done, progress: float) -> torch.Tensor:
+        """prev_action in units of the action bound (zeros at a trial start); progress = t / trial length."""
         return torch.cat([obs, prev_action, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1),
-                          progress.unsqueeze(-1)], -1)
+                          torch.full_like(prev_reward, progress).unsqueeze(-1)], -1)
 
     def features(self, x: torch.Tensor, h=None):
         """x (n, B, in) -> f (n, B, hidden + obs_dim + 1), h."""
@@ -196,11 +196,11 @@ class ContextQNet(nn.Module):
         self.q = nn.Sequential(nn.Linear(hidden + obs_dim + 1, hidden), nn.ReLU(),
                                nn.Linear(hidden, n_actions + int(dueling)))
 
-    def inputs(self, obs, prev_action, prev_reward, prev_done, progress: torch.Tensor) -> torch.Tensor:
+    def inputs(self, obs, prev_action, prev_reward, prev_done, progress: float) -> torch.Tensor:
         a = F.one_hot(prev_action.clamp_min(0), self.n_actions).to(obs.dtype)
         a = a * (prev_action >= 0).unsqueeze(-1).to(obs.dtype)    # -1: no previous action
         return torch.cat([obs, a, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1),
-                          progress.unsqueeze(-1)], -1)
+                          torch.full_like(prev_reward, progress).unsqueeze(-1)], -1)
 
     def forward(self, x: torch.Tensor, h=None):
         """x (n, B, in) -> Q (n, B, n_actions), h. The observation and progress are the first
@@ -346,27 +346,20 @@ class MQL(Algorithm):
     def _play(self, tasks: RLTaskBatch, n_copies: int, eps: float, env_gen, pol_gen):
         """One epsilon-greedy trial per copy: inputs (n + 1, B, in), actions (n, B), rewards (n, B), env."""
         env = self.suite.make_env(tasks, n_copies, generator=env_gen, device=self.device)
-        B, n = env.n_envs, env.trial_length
-        obs = env.reset()
-        prev_a = torch.full((B,), -1, dtype=torch.long, device=self.device)
-        prev_r = torch.zeros(B, device=self.device)
-        prev_d = torch.zeros(B, dtype=torch.bool, device=self.device)
-        h, xs, acts, rews = None, [], [], []
-        for t in range(n + 1):
-            x = self.net.inputs(obs, prev_a, prev_r, prev_d, torch.full((B,), t / n, device=self.device))
-            xs.append(x)
-            if t == n:
-                break
+        B = env.n_envs
+
+        def act(x, h):
             q, h = self.net(x[None], h)
             greedy = q[0].argmax(-1)
             rand = torch.randint(0, self.n_actions, (B,), generator=pol_gen, device=self.device)
             explore = torch.rand(B, generator=pol_gen, device=self.device) < eps
             a = torch.where(explore, rand, greedy)
-            obs_next, r, done, info = env.step(a)
-            acts.append(a), rews.append(r)
-            prev_a, prev_r, prev_d = a, r, done
-            obs = info.get("final_obs", obs_next) if t == n - 1 else obs_next
-        return torch.stack(xs), torch.stack(acts), torch.stack(rews), env
+            return a, a, {}, h
+
+        agent = RecurrentAgent(self.net.inputs, act, closing_input=True)
+        rollout = run_trials(env, agent)
+        trial = agent.trial()
+        return trial.inputs, trial.actions, rollout.rewards, env
 
     # --- learning -----------------------------------------------------------------------------
     def _store(self, x, a, r) -> None:
@@ -429,17 +422,9 @@ class MQL(Algorithm):
         """One trial per copy with the actor plus Gaussian noise of std `noise` (or uniform random
         actions): inputs (n + 1, B, in), actions in units of the bound (n, B, dim), rewards (n, B), env."""
         env = self.suite.make_env(tasks, n_copies, generator=env_gen, device=self.device)
-        B, n, bound = env.n_envs, env.trial_length, self.space.high
-        obs = env.reset()
-        prev_a = torch.zeros(B, self.act_dim, device=self.device)
-        prev_r = torch.zeros(B, device=self.device)
-        prev_d = torch.zeros(B, dtype=torch.bool, device=self.device)
-        h, xs, acts, rews = None, [], [], []
-        for t in range(n + 1):
-            x = self.critic.inputs(obs, prev_a, prev_r, prev_d, torch.full((B,), t / n, device=self.device))
-            xs.append(x)
-            if t == n:
-                break
+        B, bound = env.n_envs, self.space.high
+
+        def act(x, h):
             f, h = self.critic.features(x[None], h)
             if uniform:
                 a = torch.rand(B, self.act_dim, generator=pol_gen, device=self.device) * 2 - 1
@@ -447,13 +432,14 @@ class MQL(Algorithm):
                 a = self.actor(f[0])
                 if noise > 0:
                     a = (a + noise * torch.randn(a.shape, generator=pol_gen, device=self.device)).clamp(-1, 1)
-            obs_next, r, done, info = env.step(a * bound)
-            acts.append(a), rews.append(r)
-            prev_a, prev_r, prev_d = a, r, done
-            obs = info.get("final_obs", obs_next) if t == n - 1 else obs_next
+            return a, a * bound, {}, h
+
+        agent = RecurrentAgent(self.critic.inputs, act, closing_input=True)
+        rollout = run_trials(env, agent)
         if hasattr(env, "close"):
             env.close()
-        return torch.stack(xs), torch.stack(acts), torch.stack(rews), env
+        trial = agent.trial()
+        return trial.inputs, trial.actions, rollout.rewards, env
 
     def _td3_update(self, idx: torch.Tensor) -> tuple[float, float | None]:
         """One critic update on the trials `idx`; every `policy_delay`-th, also the actor and the

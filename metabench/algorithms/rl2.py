@@ -88,7 +88,7 @@ from metabench.rl.core import ActionSpace, RLTaskBatch, eval_generator
 from metabench.rl.envs import BanditEnv
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import gae
-from metabench.rl.rollout import episode_returns, per_task
+from metabench.rl.rollout import RecurrentAgent, episode_returns, per_task, run_trials
 
 
 @dataclass(frozen=True)
@@ -353,27 +353,20 @@ class RL2(Algorithm):
         """One trial on every copy: time-major inputs (n, B, in), actions, log-probs, values
         (unnormalised), rewards, and the env."""
         env = self.suite.make_env(tasks, n_envs_per_task, generator=env_gen, device=self.device)
-        B, pol = env.n_envs, self.policy
-        obs = env.reset()
-        prev_a = (torch.full((B,), -1, dtype=torch.long, device=self.device) if self.space.discrete
-                  else torch.zeros(B, self.space.dim, device=self.device))
-        prev_r = torch.zeros(B, device=self.device)
-        prev_d = torch.zeros(B, dtype=torch.bool, device=self.device)
-        h = None
-        xs, acts, logps, vals, rews = [], [], [], [], []
-        for t in range(env.trial_length):
-            x = pol.inputs(obs, prev_a, prev_r, prev_d, t / env.trial_length)
+        pol = self.policy
+
+        def act(x, h):
             out, v, h = pol(x[None], h)
-            d = pol.dist(out[0])
             a = sample_action(pol, out[0], pol_gen)                  # policy units (log-probs, inputs)
-            obs, r, done, _ = env.step(env_action(self.space, a))
-            xs.append(x), acts.append(a), logps.append(d.log_prob(a)), rews.append(r)
-            vals.append(v[0] * pol.ret_std + pol.ret_mean)
-            prev_a, prev_r, prev_d = a, r, done
+            extras = {"logp": pol.dist(out[0]).log_prob(a), "value": v[0] * pol.ret_std + pol.ret_mean}
+            return a, env_action(self.space, a), extras, h
+
+        agent = RecurrentAgent(pol.inputs, act)
+        rollout = run_trials(env, agent)
         if hasattr(env, "close"):
             env.close()
-        return (torch.stack(xs), torch.stack(acts), torch.stack(logps), torch.stack(vals),
-                torch.stack(rews), env)
+        trial = agent.trial()
+        return trial.inputs, trial.actions, trial.extras["logp"], trial.extras["value"], rollout.rewards, env
 
     def meta_train_step(self, tasks: RLTaskBatch) -> dict[str, float]:
         c, pol = self.config, self.policy

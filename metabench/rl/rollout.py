@@ -1,14 +1,29 @@
-"""Rolling a policy through a vectorised environment for whole trials.
+"""Rolling a policy through a vectorised environment for whole trials: the one loop.
 
-`run_trials(env, agent, n_trials)` is the loop the classical baselines use and any learner may
-reuse: an *agent* has ``begin_trial(env)`` (reset its per-copy memory), ``act(obs, t) ->
-action`` and ``observe(action, reward, next_obs, done)`` (next_obs is the true successor:
-``info["final_obs"]`` at an episode end). It returns a `Rollout` with
-time-major tensors.
+`run_trials(env, agent, n_trials)` is the loop every learner that plays whole trials uses (the
+classical baselines, `rl2`, `mql`): an *agent* has ``begin_trial(env)`` (reset its per-copy
+memory), ``act(obs, t) -> action`` (what the environment receives) and ``observe(action,
+reward, next_obs, done)`` (next_obs is the true successor: ``info["final_obs"]`` at an episode
+end).  It returns a `Rollout` with time-major tensors.  The agent draws its randomness in `act`,
+before the environment draws in `step`; learners that share one generator between the two rely
+on this order.
+
+`RecurrentAgent` is the agent of the recurrent meta-learners (RL², Duan et al. 2016,
+arXiv:1611.02779; the context of MQL, Fakoor et al. 2020, arXiv:1910.00125): at every step the
+network reads the observation with the previous action, reward and done flag (zeros, and "no
+action", at a trial start) and the fraction of the trial played, and carries its hidden state
+across the episodes of the trial.  The learner supplies how to build that input and how to act
+from it; the agent keeps the inputs, the actions in the policy's own units and whatever the policy
+reports per step (log-probabilities, values) for the learner's update.
+
+`maml-rl` keeps its own loop (`MAMLRL._play`): it plays *segments* of a trial with a different
+feed-forward policy per learner and adapts between segments, and during meta-training stops
+before the trial ends.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -57,3 +72,60 @@ def run_trials(env: VecEnv, agent, n_trials: int = 1, keep_obs: bool = False) ->
     empty = torch.empty(0, device=env.device)
     return Rollout(torch.stack(obs_l) if keep_obs else empty, torch.stack(act_l), torch.stack(rew_l),
                    torch.stack(done_l))
+
+
+@dataclass(frozen=True)
+class RecurrentTrial:
+    """What a `RecurrentAgent` recorded over one trial: ``inputs`` (n, B, in) (n + 1 with the
+    closing input), ``actions`` (n, B[, dim]) in the policy's units, ``extras`` name -> (n, B, ...)."""
+
+    inputs: torch.Tensor
+    actions: torch.Tensor
+    extras: dict[str, torch.Tensor]
+
+
+class RecurrentAgent:
+    """A recurrent policy as a `run_trials` agent.
+
+    ``inputs(obs, prev_action, prev_reward, prev_done, progress) -> x (B, in)``: the network's
+    input at step t; prev_action is the policy's previous action (discrete: int64 indices, -1 at a
+    trial start; continuous: (B, dim) in the policy's units, zeros at a trial start), progress
+    = t / trial length (a float).  ``policy(x, h) -> (action, env_action, extras, h)``: act from
+    the input and the hidden state h (None at a trial start); ``action`` in the policy's units is
+    what the next input and the learner see, ``env_action`` what the environment receives,
+    ``extras`` a dict of per-step tensors to keep.  With ``closing_input`` the agent also records
+    the input after the trial's last step (read from the true last observation, progress 1): the
+    state an off-policy learner bootstraps from.  `trial()` returns the last trial's records.
+    """
+
+    def __init__(self, inputs: Callable[..., torch.Tensor], policy: Callable, closing_input: bool = False):
+        self.inputs, self.policy, self.closing_input = inputs, policy, closing_input
+
+    def begin_trial(self, env: VecEnv) -> None:
+        B, device, space = env.n_envs, env.device, env.action_space
+        self.trial_length = env.trial_length
+        self.prev_action = (torch.full((B,), -1, dtype=torch.long, device=device) if space.discrete
+                            else torch.zeros(B, space.dim, device=device))
+        self.prev_reward = torch.zeros(B, device=device)
+        self.prev_done = torch.zeros(B, dtype=torch.bool, device=device)
+        self.h = None
+        self._inputs: list[torch.Tensor] = []
+        self._actions: list[torch.Tensor] = []
+        self._extras: list[dict[str, torch.Tensor]] = []
+
+    def act(self, obs: torch.Tensor, t: int) -> torch.Tensor:
+        x = self.inputs(obs, self.prev_action, self.prev_reward, self.prev_done, t / self.trial_length)
+        action, env_action, extras, self.h = self.policy(x, self.h)
+        self._inputs.append(x)
+        self._actions.append(action)
+        self._extras.append(extras)
+        return env_action
+
+    def observe(self, action, reward: torch.Tensor, next_obs: torch.Tensor, done: torch.Tensor) -> None:
+        self.prev_action, self.prev_reward, self.prev_done = self._actions[-1], reward, done
+        if self.closing_input and len(self._actions) == self.trial_length:
+            self._inputs.append(self.inputs(next_obs, self.prev_action, reward, done, 1.0))
+
+    def trial(self) -> RecurrentTrial:
+        extras = {k: torch.stack([e[k] for e in self._extras]) for k in (self._extras[0] if self._extras else {})}
+        return RecurrentTrial(torch.stack(self._inputs), torch.stack(self._actions), extras)
