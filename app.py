@@ -6,10 +6,9 @@ Pages are listed once, in ``metabench.dashboard.PAGES``.
 
 import streamlit as st
 
-from metabench.dashboard import widgets
+from metabench.dashboard import data, routing, tables
 
 st.set_page_config(page_title="metabench", layout="wide")
-widgets.results_dir_input()
-widgets.mark_routed()
-widgets.problems_banner()  # corrupt or incompatible results files, on every page
-st.navigation(widgets.navigation_pages()).run()
+data.results_dir_input()
+tables.problems_banner()  # corrupt or incompatible results files, on every page
+routing.run(st.navigation(routing.navigation_pages()))

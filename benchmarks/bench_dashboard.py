@@ -46,7 +46,7 @@ def query_layer(folder: str) -> None:
     from metabench.results import ResultsDB
     from metabench.results.aggregate import aggregate
     from metabench.results.export import frame_bytes, leaderboard_bytes
-    from metabench.dashboard.widgets import smooth_curves
+    from metabench.results.views import smooth_curves
 
     t = time.perf_counter()
     db = ResultsDB(folder, auto_refresh=False)
@@ -98,13 +98,13 @@ def timed(at) -> float:
 def pages(folder: str) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from metabench.dashboard import widgets
+    from metabench.dashboard import data
 
     os.environ["METABENCH_RESULTS"] = folder
     at = AppTest.from_file(APP, default_timeout=120)
     t0 = time.perf_counter()
     app_load = timed(at)
-    widgets._db(str(Path(folder).absolute())).warm_up.join()
+    data._db(str(Path(folder).absolute())).warm_up.join()
     warm = time.perf_counter() - t0
     at.switch_page("pages/home.py")
     home_again = timed(at)

@@ -4,22 +4,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from metabench.dashboard import charts, widgets
-from metabench.results import metrics, stats
+from metabench.dashboard import charts, data, routing, state, tables
+from metabench.results import metrics, stats, views
 
-widgets.require_router()
+routing.require_router()
 st.title("Cost")
 
-f = widgets.suite_filters()
-with widgets.errors_as_messages():
-    runs = widgets.filtered("run_costs", f)
+f = state.suite_filters()
+with state.errors_as_messages():
+    runs = data.run_costs(f)
 if runs.empty:
-    widgets.nothing_matches(f)
+    state.nothing_matches(f)
 runs = runs.assign(entry=charts.entry_labels(runs).to_numpy())
 higher = metrics.direction(f.metric) == "higher"
-entries = runs.groupby("entry", as_index=False).agg(
-    wall_time_s=("wall_time_s", "mean"), peak_memory_mb=("peak_memory_mb", "mean"), value=("value", "mean"),
-    seeds=("seed", "nunique"), meta_steps=("meta_steps", "mean"))  # fmt: skip
+entries = views.entry_costs(runs)
 
 for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memory_mb", "peak memory (MiB, log)")):
     st.subheader("Against wall time" if column == "wall_time_s" else "Against peak memory")
@@ -29,7 +27,7 @@ for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memo
         continue
     front = stats.pareto_front(known[column], known["value"], higher)
     points = known.assign(pareto=front)
-    widgets.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
+    tables.altair_chart(charts.cost_chart(runs[runs[column] > 0], points, f.metric, column, title), width="stretch")
     st.caption(
         "Small points: runs (seeds); large points: each entry's mean over seeds; ringed and joined: "
         f"the Pareto front (no other entry is both cheaper and better): {', '.join(points.loc[front, 'entry'])}."
@@ -38,7 +36,7 @@ for column, title in (("wall_time_s", "wall time per run (s, log)"), ("peak_memo
 st.subheader("Per entry")
 fmt = lambda v: metrics.format_value(f.metric, v)  # noqa: E731
 longest = float(entries["wall_time_s"].max()) if entries["wall_time_s"].notna().any() else 0.0
-unit, per = ("s", 1) if longest < 120 else ("min", 60) if longest < 7200 else ("h", 3600)  # readable numbers
+unit, per = views.time_unit(longest)
 wall = f"Wall time ({unit})"
 st.dataframe(
     pd.DataFrame({

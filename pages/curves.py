@@ -2,39 +2,39 @@
 
 import streamlit as st
 
-from metabench.dashboard import charts, widgets
+from metabench.dashboard import charts, data, routing, state, tables
 
-widgets.require_router()
+routing.require_router()
 st.title("Learning curves")
 
-f = widgets.suite_filters(metric_choice=False)
-with widgets.errors_as_messages():
-    pairs = widgets.curve_metrics(f.suite)
+f = state.suite_filters(metric_choice=False)
+with state.errors_as_messages():
+    pairs = data.curve_metrics(f.suite)
 if not pairs:
     st.info(f"No curve points for `{f.suite}` yet; run `metabench run --suites {f.suite} --preset smoke`.")
     st.stop()
 names = [f"{split} · {metric}" for split, metric in pairs]
 cols = st.columns([3, 2, 2, 2])
 with cols[0]:
-    chosen = widgets.url_selectbox("Curve (split · metric)", names, "curve")
+    chosen = state.url_selectbox("Curve (split · metric)", names, "curve")
 split, metric = pairs[names.index(chosen)]
 with cols[1]:
-    x = widgets.url_selectbox("x axis", ["step", "wall_time_s"], "x", widget=st.radio, horizontal=True,
+    x = state.url_selectbox("x axis", ["step", "wall_time_s"], "x", widget=st.radio, horizontal=True,
                               format_func=lambda v: "meta-step" if v == "step" else "wall time")  # fmt: skip
 with cols[2]:
-    log_x = widgets.url_toggle("log x", "logx")
-    log_y = widgets.url_toggle("log y", "logy")
+    log_x = state.url_toggle("log x", "logx")
+    log_y = state.url_toggle("log y", "logy")
 with cols[3]:
     smooth = st.slider("Smoothing (EMA weight)", 0.0, 0.95, float(st.query_params.get("smooth", 0.0)), 0.05,
                        help="Exponential moving average over steps of the mean and the band; 0 = off.")  # fmt: skip
     st.query_params["smooth"] = f"{smooth:g}"
 
-with widgets.errors_as_messages():
-    df = widgets.curve_lines(f, metric, split, smooth)  # thinned to at most 500 points per line
-    left_out = widgets.curve_excluded_runs(f)
+with state.errors_as_messages():
+    df = data.curve_lines(f, metric, split, smooth)  # thinned to at most 500 points per line
+    left_out = data.curve_excluded_runs(f)
 if df.empty:
-    widgets.nothing_matches(f)
-widgets.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
+    state.nothing_matches(f)
+tables.altair_chart(charts.curves_chart(df, metric, x=x, log_x=log_x, log_y=log_y), width="stretch")
 n = df.groupby(charts.entry_labels(df))["n_seeds"].max()
 st.caption(
     f"{split} {metric} of `{f.suite}` (newest version; finished, running and cancelled runs — "

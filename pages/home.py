@@ -2,28 +2,28 @@
 
 import streamlit as st
 
-from metabench.dashboard import widgets
+from metabench.dashboard import data, routing, state
 
-widgets.require_router()
+routing.require_router()
 st.title("metabench")
 st.caption("Which way of learning to learn works best, on which kind of task, at what cost?")
 
-folder = widgets.results_dir()
-with widgets.errors_as_messages():
-    summary = widgets.summary()
+folder = data.results_dir()
+with state.errors_as_messages():
+    summary = data.summary()
 
 if summary["n_runs"] == 0:
     where = "does not exist yet" if not folder.is_dir() else "holds no runs yet"
     st.info(
         f"The results folder `{folder}` {where}. Run a first comparison with "
-        f"`{widgets.FIRST_RUN}`, then refresh this page."
+        f"`{state.FIRST_RUN}`, then refresh this page."
     )
 else:
     last = summary["last_run_at"]
     when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "n/a"
     st.write(f"Results in `{folder}` · last run {when}")
-    with widgets.errors_as_messages():
-        states = widgets.run_states(widgets.runs())  # running = its job's process is alive
+    with state.errors_as_messages():
+        states = data.run_states(data.runs())  # running = its job's process is alive
     cols = st.columns(6)
     cols[0].metric("Runs", summary["n_runs"])
     cols[1].metric("Finished", summary["n_finished"])
@@ -36,11 +36,11 @@ else:
     cols[5].metric("Algorithms", len(summary["algorithms"]))
     st.write("**Suites:** " + ", ".join(summary["suites"]))
     st.write("**Algorithms:** " + ", ".join(summary["algorithms"]))
-    with widgets.errors_as_messages():
-        st.dataframe(widgets.suites_overview(), hide_index=True)
+    with state.errors_as_messages():
+        st.dataframe(data.suites_overview(), hide_index=True)
 
 st.subheader("Pages")
-for page in widgets.available_pages():
+for page in routing.available_pages():
     if page.url_path:
         st.page_link(page.path, label=page.title)
         st.caption(page.question)

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from metabench.dashboard import launch, widgets
+from metabench.dashboard import data, launch, routing, state
 from metabench.errors import MetabenchError
 
-widgets.require_router()
+routing.require_router()
 st.title("Launch")
-folder = widgets.results_dir()
+folder = data.results_dir()
 
 token = None
 can_act = not launch.readonly()
@@ -20,7 +20,7 @@ elif launch.token_required():
         st.warning("Enter the access token to launch, cancel or resume jobs.")
 
 if can_act:
-    with widgets.errors_as_messages():
+    with state.errors_as_messages():
         cat = launch.catalog()
     suite_ids = [s["id"] for s in cat["suites"]]
     suites = st.multiselect("Suites", suite_ids, default=[s for s in ("sinusoid-5shot",) if s in suite_ids],
@@ -49,8 +49,8 @@ if can_act:
         sets = None if None in parts else [x for part in parts for x in part]
         if sets:
             st.caption("Overrides: " + " ".join(f"`{x.removeprefix('--set=')}`" for x in sets))
-    with widgets.errors_as_messages():
-        known = launch.cell_time_estimates(widgets.runs(), preset)
+    with state.errors_as_messages():
+        known = launch.cell_time_estimates(data.runs(), preset)
     grid = [(s, a) for s in suites for a in algorithms if cat["fits"][a][s]["ok"]]
     est = [known[p] for p in grid if p in known]
     if grid and est:

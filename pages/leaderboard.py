@@ -1,18 +1,18 @@
-"""Leaderboard: who wins on a suite, by how much, and whether it is real; then across suites."""
+"""Leaderboard: who wins on a suite, by how much, and whether it is real."""
 
 import streamlit as st
 
-from metabench.dashboard import charts, widgets
+from metabench.dashboard import charts, data, routing, state, tables
 from metabench.results import metrics
 
-widgets.require_router()
+routing.require_router()
 st.title("Leaderboard")
 
-f = widgets.suite_filters()
-with widgets.errors_as_messages():
-    board = widgets.filtered("leaderboard", f)
+f = state.suite_filters()
+with state.errors_as_messages():
+    board = data.leaderboard(f)
 if board.empty:
-    widgets.nothing_matches(f)
+    state.nothing_matches(f)
 
 first = board.iloc[0]
 st.caption(
@@ -20,11 +20,11 @@ st.caption(
     + (f" · split {f.split_scheme}" if f.split_scheme not in (None, "-") else "")  # '-': no class split
     + f" · finished runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
 )
-widgets.leaderboard_table(board)
+tables.leaderboard_table(board)
 for entry, note in zip(board["variant"], board["note"].fillna(""), strict=True):
     if note:   # another set of fixed test tasks than the best entry's: shown, but not compared
         st.warning(f"**{entry}** is {note}.", icon=":material/link_off:")
-widgets.altair_chart(charts.leaderboard_chart(board), width="content")
+tables.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "
     "each task's value is first averaged over seeds, then mean ± t(0.975, n_tasks − 1) · "
@@ -38,35 +38,4 @@ st.caption(
        "published numbers sit only beside rows without overrides."
        if (board["changes"] != "").any() else "")
 )
-
-st.header("Across suites")
-with widgets.errors_as_messages():
-    agg = widgets.aggregate(f.families, f.presets)
-if agg.table.empty:
-    st.info("No suite has a normalisation rule for its primary metric yet, so nothing can be pooled.")
-    st.stop()
-left, right = st.columns([3, 2])
-with left:
-    st.dataframe(
-        widgets.aggregate_frame(agg.table), hide_index=True,
-        column_config={"IQM": st.column_config.NumberColumn(format="%.3f"),
-                       "Mean rank": st.column_config.NumberColumn(format="%.2f")},
-    )  # fmt: skip
-    widgets.altair_chart(charts.iqm_chart(agg.table), width="stretch")
-with right:
-    widgets.altair_chart(charts.profile_chart(agg.profile), width="stretch")
-st.dataframe(
-    agg.rules.rename(columns={"suite": "Suite", "metric": "Metric", "normalisation": "Normalised score",
-                              "n_entries": "Entries"}),
-    hide_index=True,
-)  # fmt: skip
-left_out = f" Left out (no normalisation rule): {', '.join(agg.left_out)}." if agg.left_out else ""
-st.caption(
-    "Each suite's primary metric is normalised by the rule above (defined once per suite kind in "
-    "`metabench/results/normalize.py`), per seed, on the newest suite version and its main split. "
-    "Following rliable (Agarwal et al., 2021), a suite is a task and a seed a run: *IQM* is the "
-    "interquartile mean of all (seed, suite) scores, with a stratified bootstrap 95% CI (2000 "
-    "resamples of seeds within each suite, percentile interval); *Mean rank* averages the "
-    "entry's rank on each suite it ran (ties share ranks); the profile shows the fraction of runs "
-    "scoring above τ. Filters: family and preset above." + left_out
-)
+st.page_link("pages/across_suites.py", label="Across suites: every entry over all suites →")

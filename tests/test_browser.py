@@ -103,7 +103,8 @@ def _open(page, url: str, text: str) -> None:
 
 PAGES = [
     ("", "Pages"),
-    ("leaderboard", "Across suites"),
+    ("leaderboard", "Mean and 95% CI are over"),
+    ("across_suites", "Mean rank"),
     ("curves", "Seeds per entry"),
     ("per_task", "Paired: A"),
     ("cost", "Per entry"),
@@ -121,7 +122,7 @@ def test_every_page_renders(server, page, shots, path, text):
 
 def test_leaderboard_numbers_in_the_page(server, page):
     url, _ = server
-    _open(page, f"{url}/leaderboard?suite=omniglot-5w1s", "Across suites")
+    _open(page, f"{url}/leaderboard?suite=omniglot-5w1s", "Mean and 95% CI are over")
     cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
     cells.first.wait_for(state="attached", timeout=30_000)
     text = " | ".join(cells.all_text_contents())
@@ -148,7 +149,7 @@ def test_csv_export_downloads_the_leaderboard(server, page):
 def _leaderboard_cells(page) -> list[str]:
     """Open the Leaderboard from the sidebar (same session) and return its table's cell texts."""
     page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Leaderboard").click()
-    page.get_by_text("Across suites", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("Mean and 95% CI are over", exact=False).first.wait_for(timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
     cells = page.locator("[data-testid=stDataFrame]").first.locator("td")
     cells.first.wait_for(state="attached", timeout=30_000)

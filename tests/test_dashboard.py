@@ -162,9 +162,9 @@ def test_leaderboard_family_filter_and_url(monkeypatch, fixture_dir):
     assert any("No finished `omniglot-5w1s` run matches" in i.value for i in at.info)
 
 
-def test_leaderboard_aggregate_across_suites(monkeypatch, fixture_dir):
-    at = _page(monkeypatch, fixture_dir, "pages/leaderboard.py")
-    agg = at.dataframe[1].value
+def test_across_suites_page(monkeypatch, fixture_dir):
+    at = _page(monkeypatch, fixture_dir, "pages/across_suites.py")
+    agg = at.dataframe[0].value
     assert agg["Entry"].tolist() == ["protonet", "maml", "reptile"]
     assert agg["Suites"].tolist() == [1, 2, 1]
     assert agg["Mean rank"].tolist() == pytest.approx([1.0, 1.5, 2.0])
@@ -174,7 +174,7 @@ def test_leaderboard_aggregate_across_suites(monkeypatch, fixture_dir):
     maml = sorted([(0.96 - 0.2) / 0.8, (0.94 - 0.2) / 0.8, 1 - 0.32 / b, 1 - 0.28 / b])
     reptile = [1 - 0.54 / b, 1 - 0.46 / b]
     assert agg["IQM"].tolist() == pytest.approx([0.975, (maml[1] + maml[2]) / 2, sum(reptile) / 2])
-    rules = at.dataframe[2].value
+    rules = at.dataframe[1].value
     assert rules["Suite"].tolist() == ["omniglot-5w1s", "sinusoid-5shot"]
     assert rules["Normalised score"].iloc[0].startswith("(accuracy − 1/5) / (1 − 1/5)")
 
@@ -298,7 +298,8 @@ def test_pages_label_entries_by_variant(monkeypatch, fixture_dir, variant_dir):
     assert table["Changes"].tolist() == ["inner_steps=3", "", "inner_steps=3, loop.meta_steps=40", ""]
     assert table["Seeds"].tolist() == [2, 2, 2, 2]
     assert any("*variant*" in c.value for c in at.caption)
-    assert {v3, v3l, "maml"} <= set(at.dataframe[1].value["Entry"])  # the aggregate, per variant
+    at = _page(monkeypatch, variant_dir, "pages/across_suites.py")
+    assert {v3, v3l, "maml"} <= set(at.dataframe[0].value["Entry"])  # the aggregate, per variant
     at = _page(monkeypatch, variant_dir, "pages/curves.py", suite="sinusoid-5shot")
     assert any(f"Seeds per entry: maml 2, {v3l} 2, {v3} 2, reptile 2." in c.value for c in at.caption)
     at = _page(monkeypatch, variant_dir, "pages/per_task.py", suite="sinusoid-5shot")

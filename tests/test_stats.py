@@ -143,3 +143,36 @@ def test_agrees_with_rliable_when_installed():
     _, ci = rly.get_interval_estimates({"a": M}, lambda x: np.array([rly_metrics.aggregate_iqm(x)]), reps=300)
     _, (low, high) = stratified_bootstrap_ci(M, iqm, reps=300, seed=11)
     assert (low, high) == pytest.approx(tuple(ci["a"].ravel()))
+
+
+# -- leaderboard ranks and the comparison with the best (issue 24: pure functions) -------------
+
+
+def test_ranks_are_competition_ranks_with_nan_last():
+    from metabench.results.stats import ranks
+
+    assert ranks([0.9, 0.95, 0.9, float("nan"), 0.5]).tolist() == [2, 1, 2, 5, 4]
+    assert ranks([0.3, 0.2, 0.2], higher_is_better=False).tolist() == [3, 1, 1]
+    # the same ranks as pandas' rank(method="min", ascending=False, na_option="bottom")
+    x = pd.Series([3.0, 1.0, float("nan"), 3.0, 2.0, float("nan")])
+    assert ranks(x).tolist() == x.rank(method="min", ascending=False, na_option="bottom").astype(int).tolist()
+
+
+def test_versus_best_pairs_only_matching_fingerprints():
+    from metabench.results.stats import TIE_ALPHA, pairing_note, versus_best
+
+    best = [0.9, 0.8, 0.95, 0.85]
+    worse = [0.5, 0.4, 0.6, 0.45]  # below the best on every task: p < 0.05, never beats it
+    close = [0.91, 0.78, 0.96, 0.83]  # p >= 0.05: a tie
+    m = np.array([best, worse, close, worse, [0.1, float("nan"), float("nan"), float("nan")]]).T  # (4 tasks, 5 entries)
+    fps = ["s:aa", "s:aa", "s:aa", "s:bb", "s:aa"]
+    out = versus_best(m, 0, fps)
+    assert [o.verdict for o in out] == ["best", "worse", "tie", "unpaired", "n/a"]
+    assert out[1].p_value < TIE_ALPHA <= out[2].p_value and out[1].prob_improvement == 0.0
+    assert out[2].prob_improvement == pytest.approx(paired_comparison(close, best).prob_improvement)
+    assert out[3].note == pairing_note("s:bb", "s:aa") and "different fixed test tasks" in out[3].note
+    assert math.isnan(out[3].p_value) and out[0].note == ""
+    # runs from before fingerprints (none recorded) still pair with each other
+    assert pairing_note(None, None) == "" and "recorded no test-task fingerprint" in pairing_note(None, "s:aa")
+    with pytest.raises(ConfigError, match="one fingerprint per entry"):
+        versus_best(m, 0, fps[:2])

@@ -1,8 +1,15 @@
-"""The Streamlit dashboard's shared pieces: the page list, widgets and Altair charts.
+"""The Streamlit dashboard's shared pieces: the page list, and by concern
 
-This package is the only one that imports Streamlit (in ``widgets``); this module itself stays
-import-free so ``app.py`` and the pages can read the page list cheaply. Nothing here imports
-torch.
+- ``routing``: the pages as ``st.Page`` objects and the router every page runs through;
+- ``data``: the results folder and typed, cached queries (one function per query);
+- ``state``: URL-mirrored widgets, the shared filter row, the empty-state messages;
+- ``tables``: display tables, ``altair_chart``, the problems banner;
+- ``charts``: Altair charts, pure functions of a query's frame;
+- ``launch``: the Launch page's form and job list.
+
+This package is the only one that imports Streamlit; this module itself stays import-free so
+``app.py`` and the pages can read the page list cheaply. The plain pandas behind the views is in
+``metabench.results.views``. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -30,8 +37,13 @@ PAGES: tuple[PageInfo, ...] = (
         "pages/leaderboard.py",
         "Leaderboard",
         "leaderboard",
-        "Who wins on each suite, by how much, and whether it is real (95% CIs, paired tests); "
-        "the aggregate across suites.",
+        "Who wins on each suite, by how much, and whether it is real (95% CIs, paired tests).",
+    ),
+    PageInfo(
+        "pages/across_suites.py",
+        "Across suites",
+        "across_suites",
+        "Which entries do well over every suite at once: mean rank, IQM of normalised scores, profiles.",
     ),
     PageInfo(
         "pages/curves.py",

@@ -5,8 +5,11 @@ No torch and no Streamlit here, so the CLI and the dashboard can import it cheap
 - ``schema``: the runs / curves / tasks tables, declared once.
 - ``metrics``: which way is better for each metric and how to format it.
 - ``writer``: ``write_table`` (validated, atomic, checksummed) and ``read_table``.
-- ``query``: ``ResultsDB``, DuckDB queries over a results folder (leaderboard, curves, tasks).
-- ``stats``: confidence intervals and seed/task summaries as pure functions.
+- ``query``: ``ResultsDB``, DuckDB queries over a results folder (leaderboard, curves, tasks);
+  built on ``store`` (the thread-safe in-memory mirror of the folder) and ``sql`` (the SQL text).
+- ``stats``: confidence intervals, seed/task summaries, ranks and paired tests as pure functions.
+- ``views``: the plain pandas behind the dashboard's views (run states, suite overview, smoothing,
+  costs, A − B).
 - ``export``: ``format_leaderboard`` as table, CSV or Markdown.
 - ``fixtures``: ``write_fixture_results``, a small fake results folder for tests and demos
   (``write_variant_fixture``: the same plus variants of maml).

@@ -244,3 +244,90 @@ def pareto_front(cost: ArrayLike, score: ArrayLike, higher_is_better: bool = Tru
         strictly = (c < c[i]) | (s > s[i])
         front[i] = not np.any(no_worse & strictly)
     return front
+
+
+# -- leaderboard: ranks and the comparison with the best entry ----------------------------------
+
+#: p-value at or above which an entry "ties" the best one (``versus_best``).
+TIE_ALPHA = 0.05
+
+
+def ranks(means: ArrayLike, higher_is_better: bool = True) -> np.ndarray:
+    """Competition ranks ("1224") of entries by their ``(n_entries,)`` means, best = 1; equal
+    means share the lower rank, and NaN means come last, sharing rank ``n_finite + 1``."""
+    from scipy import stats as _scipy_stats
+
+    key = np.asarray(means, dtype=np.float64)
+    if key.ndim != 1:
+        raise ConfigError(f"ranks expects a 1-D array (n_entries,); received shape {key.shape}.")
+    key = -key if higher_is_better else key  # rank 1 = smallest key
+    finite = ~np.isnan(key)
+    out = np.full(key.shape, int(finite.sum()) + 1, dtype=np.int64)
+    out[finite] = _scipy_stats.rankdata(key[finite], method="min").astype(np.int64)
+    return out
+
+
+def pairing_note(fingerprint: object, best: object) -> str:
+    """'' when an entry's fixed test tasks are the best entry's (same ``tasks_fingerprint``, or
+    neither recorded one: runs from before fingerprints), else one sentence saying why the two
+    are not paired."""
+    known = [isinstance(f, str) and bool(f) for f in (fingerprint, best)]
+    if not any(known) or (all(known) and fingerprint == best):
+        return ""
+    if not known[0]:
+        return "not paired with the best entry: this entry's runs recorded no test-task fingerprint"
+    if not known[1]:
+        return "not paired with the best entry: the best entry's runs recorded no test-task fingerprint"
+    return (f"not paired with the best entry: different fixed test tasks (fingerprint "
+            f"{str(fingerprint).split(':')[-1][:12]} vs {str(best).split(':')[-1][:12]})")
+
+
+@dataclass(frozen=True)
+class VersusBest:
+    """One leaderboard entry against the rank-1 entry."""
+
+    verdict: str
+    """'best', 'tie' (paired t-test p >= ``TIE_ALPHA``), 'worse', 'unpaired' (other fixed test
+    tasks: see ``note``) or 'n/a' (fewer than two tasks in common)."""
+    p_value: float
+    """Two-sided ``ttest_rel`` p-value on the tasks both have; NaN unless 'tie' or 'worse'."""
+    prob_improvement: float
+    """P(this entry beats the best on a task), ties counted half; NaN unless 'tie' or 'worse'."""
+    note: str
+    """``pairing_note``: '' when the two are paired."""
+
+
+def versus_best(
+    values: ArrayLike, best: int, fingerprints: list[object], higher_is_better: bool = True
+) -> list[VersusBest]:
+    """Compare every entry with entry ``best`` on the tasks both have.
+
+    ``values`` has shape ``(n_tasks, n_entries)``: column ``e`` holds entry ``e``'s per-task
+    values (averaged over seeds), NaN where the entry lacks the task; ``fingerprints[e]`` is its
+    ``tasks_fingerprint``. Entries are paired only when their fingerprints agree (``pairing_note``).
+    """
+    m = np.asarray(values, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] != len(fingerprints) or not 0 <= best < m.shape[1]:
+        raise ConfigError(
+            f"versus_best expects a (n_tasks, n_entries) matrix with one fingerprint per entry and "
+            f"0 <= best < n_entries; received shape {m.shape}, {len(fingerprints)} fingerprints, best={best}."
+        )
+    nan = float("nan")
+    out = []
+    for e in range(m.shape[1]):
+        note = pairing_note(fingerprints[e], fingerprints[best])
+        if e == best:
+            out.append(VersusBest("best", nan, nan, note))
+            continue
+        if note:
+            out.append(VersusBest("unpaired", nan, nan, note))
+            continue
+        a, b = m[:, e], m[:, best]
+        both = ~(np.isnan(a) | np.isnan(b))
+        if both.sum() < 2:
+            out.append(VersusBest("n/a", nan, nan, note))
+            continue
+        cmp = paired_comparison(a[both], b[both], higher_is_better=higher_is_better)
+        tied = not cmp.p_value < TIE_ALPHA
+        out.append(VersusBest("tie" if tied else "worse", cmp.p_value, cmp.prob_improvement, note))
+    return out
