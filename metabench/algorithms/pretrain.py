@@ -202,6 +202,14 @@ class SGDPretrained(Algorithm):
     def meta_parameters(self):
         return dict(self.model.named_parameters())
 
+    def backbone(self) -> str:
+        return f"conv4-{self.config.arch}-{self.config.hidden}"
+
+    def recorded_protocol(self) -> dict:
+        """Training has no episodes (minibatches of the training split's classes), so the
+        episode fields are None; the support set is read once per task."""
+        return {**super().recorded_protocol(), "train_way": None, "train_shot": None, "train_query": None}
+
     def meta_train_step(self, batch) -> dict[str, float]:
         self.schedule.apply(self.opt, self.steps_done, self.total_meta_steps)
         metrics = supervised_step(self.model, self.opt, batch, "classification")
