@@ -102,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="never download missing datasets")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("reference", help="the reference result set shipped with metabench: add runs, status, README table")
+    fsub = p.add_subparsers(dest="reference_command", metavar="ACTION")
+    r = fsub.add_parser("add", help="copy finished, verified runs' Parquet tables (no checkpoints) into the shipped set")
+    r.add_argument("results_dir", metavar="RESULTS_DIR", help="the results folder the runs are in (only read)")
+    r.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to add (default: every run folder in it)")
+    r.add_argument("--data-dir", default=None, help="dataset root, to fingerprint the suites' test tasks")
+    r = fsub.add_parser("status", help="what the manifest intends, and what is finished, running or not run")
+    r.add_argument("--watch", action="append", default=[], metavar="RESULTS_DIR",
+                   help="a results folder producing cells for the set: its unfinished runs count as running")
+    r.add_argument("--write", action="store_true", help="rewrite MANIFEST.toml and MANIFEST.md")
+    r = fsub.add_parser("table", help="the README's measured-results table, from the shipped set")
+    r.add_argument("--markdown", action="store_true", help="print the Markdown table (the default)")
+    r.add_argument("--write", action="store_true", help="write it between the marker comments of --readme")
+    r.add_argument("--readme", default=None, metavar="FILE", help="default: README.md beside the package")
+
     p = sub.add_parser("results", help="check a results folder")
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION")
     r = rsub.add_parser("verify", help="check every results file and checkpoint; exit 1 if any is bad")
@@ -455,6 +470,60 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_reference(args) -> int:
+    from metabench.reference import manifest, reference_dir
+
+    action = args.reference_command
+    if action == "add":
+        from metabench.data import resolve_data_root
+        from metabench.reference.add import add_runs
+
+        outcomes = add_runs(args.results_dir, args.run_ids or None, data_root=resolve_data_root(args.data_dir),
+                            say=lambda o: print(o, flush=True))
+        running = {o.run_id for o in outcomes if o.action == "running"}
+        state = manifest.write_manifest(reference_dir(), manifest.previously_running() | running)
+        added = sum(o.action in ("added", "replaced") for o in outcomes)
+        refused = sum(o.action == "refused" for o in outcomes)
+        print(f"{added} run(s) added, {refused} refused, {len(running)} still running; manifest: "
+              f"{sum(v == 'finished' for v in state.values())} of {len(state)} intended cells finished "
+              f"({manifest.MANIFEST_TOML})")
+        return 1 if refused and not added else 0
+    if action == "status":
+        running = None
+        if args.watch:
+            running = {r for d in args.watch for r, s in manifest.shipped_states(Path(d)).items() if s == "running"}
+        state = (manifest.write_manifest(reference_dir(), running) if args.write else
+                 manifest.states(reference_dir(), manifest.previously_running() if running is None else running))
+        cells = manifest.intended_cells()
+        for tier in (1, 2):
+            mine = [c for c in cells if c.tier == tier]
+            counts = {k: sum(state[c.run_id] == k for c in mine) for k in manifest.STATES}
+            print(f"tier {tier}: {len(mine)} cells, " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+            for c in mine:
+                if state[c.run_id] != "not run" or tier == 1:
+                    print(f"  {state[c.run_id]:<9} {c.run_id}")
+        extra = sorted(set(manifest.shipped_states(reference_dir())) - set(state))
+        if extra:
+            print("shipped beyond the manifest: " + ", ".join(extra))
+        print(f"shipped folder: {reference_dir()}" + (f"; wrote {manifest.MANIFEST_TOML}" if args.write else ""))
+        return 0
+    if action == "table":
+        from metabench.reference.table import markdown_table, update_readme
+
+        if args.write:
+            readme = Path(args.readme) if args.readme else Path(__file__).resolve().parent.parent / "README.md"
+            try:
+                changed = update_readme(readme)
+            except ValueError as exc:
+                raise MetabenchError(str(exc)) from None
+            print(f"{'updated' if changed else 'unchanged'}: the reference table in {readme}")
+            return 0
+        print(markdown_table(), end="")
+        return 0
+    raise MetabenchError("usage: metabench reference add RESULTS_DIR [RUN_ID...] | status [--watch DIR] [--write] "
+                         "| table [--markdown] [--write]")
+
+
 def cmd_results(args) -> int:
     from metabench.results.verify import format_report, verify_results
 
@@ -505,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"list": cmd_list, "run": cmd_run, "jobs": cmd_jobs, "leaderboard": cmd_leaderboard,
                 "data": cmd_data, "app": cmd_app, "results": cmd_results, "check": cmd_check,
-                "reproduce": cmd_reproduce}
+                "reproduce": cmd_reproduce, "reference": cmd_reference}
     try:
         return handlers[args.command](args)
     except MetabenchError as exc:

@@ -1,0 +1,106 @@
+"""The shipped reference set (issue 21 §1): it verifies, it covers its manifest, the manifest follows
+the registries, `metabench reference add` ships only finished, verified, current runs (backfilling
+the test-task fingerprint exactly as the engine records it), and the README's table is generated."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from metabench.reference import reference_dir
+from metabench.reference import manifest
+from metabench.reference.add import add_runs, standalone_fingerprint
+from metabench.results.verify import verify_results
+from metabench.results.writer import read_table, write_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_set_verifies_and_holds_only_parquet_tables():
+    report = verify_results(reference_dir())
+    assert report.ok, [str(p) for p in report.bad]
+    files = [p for p in reference_dir().rglob("*") if p.is_file() and p.name != ".keep"]
+    assert files and all(p.suffix == ".parquet" for p in files), "no checkpoints, progress or logs ship"
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
+
+
+def test_the_shipped_set_covers_the_manifests_finished_cells_and_the_manifest_follows_the_registries():
+    cells = manifest.read_manifest()
+    assert [c["run_id"] for c in cells.values()] == [c.run_id for c in manifest.intended_cells()], \
+        "the manifest is out of date: run `metabench reference status --write`"
+    shipped = manifest.shipped_states(reference_dir())
+    for run_id, c in cells.items():
+        assert (c["state"] == "finished") == (shipped.get(run_id) == "finished"), run_id
+    tier1 = {(c.suite, c.algorithm) for c in manifest.intended_cells() if c.tier == 1}
+    for name in manifest.builtin_algorithms():   # every built-in has a tier-1 cell (rfs, simpleshot too)
+        assert any(a == name for _, a in tier1), name
+    assert ("omniglot-5w1s", "cosine-protonet") not in tier1   # plugins are not part of the set
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Smoke runs of random on bandit-k5-n10 and maml on sinusoid-5shot, as the engine writes them."""
+    from metabench.engine.cell import CellRunner
+    from metabench.spec import Cell
+
+    root = tmp_path_factory.mktemp("smoke")
+    for suite, algo in (("bandit-k5-n10", "random"), ("sinusoid-5shot", "maml")):
+        assert CellRunner(Cell(suite, algo, 0, "smoke", "cpu"), root, allow_download=False).run() == "finished"
+    return root
+
+
+def _row(folder: Path, run_id: str) -> dict:
+    return read_table(folder / run_id / "runs.parquet", "runs").iloc[0].to_dict()
+
+
+@pytest.mark.parametrize("run_id", ["bandit-k5-n10--random--smoke--seed0", "sinusoid-5shot--maml--smoke--seed0"])
+def test_the_standalone_fingerprint_equals_what_the_engine_records(smoke, run_id):
+    row = _row(smoke, run_id)
+    assert row["tasks_fingerprint"].startswith("tasks-sha256-v1:")
+    assert standalone_fingerprint(row) == row["tasks_fingerprint"]
+
+
+def test_add_ships_tables_only_backfills_the_fingerprint_and_refuses_with_a_sentence(smoke, tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "ref"
+    shutil.copytree(smoke, src)
+    ok, legacy, diverged, stale, running = (f"{s}--smoke--seed0" for s in (
+        "bandit-k5-n10--random", "sinusoid-5shot--maml", "d", "s", "r"))
+    row = _row(src, legacy)
+    recorded = row["tasks_fingerprint"]
+    write_table([{**row, "tasks_fingerprint": None}], src / legacy / "runs.parquet", "runs")  # recorded before fingerprints
+    for name, change in ((diverged, {"status": "diverged", "error": "non-finite loss at step 3"}),
+                         (running, {"status": "running", "finished_at": None}),
+                         (stale, {"config": json.dumps({**json.loads(row["config"]), "algorithm": {
+                             **json.loads(row["config"])["algorithm"], "inner_lr": 0.123}})})):
+        shutil.copytree(src / legacy, src / name)
+        write_table([{**row, **change, "run_id": name}], src / name / "runs.parquet", "runs")
+        for table in ("tasks", *(p.stem for p in (src / name).glob("curves-*.parquet"))):
+            path = src / name / f"{table}.parquet"
+            if path.exists():
+                kind = "curves" if table.startswith("curves") else "tasks"
+                write_table(read_table(path, kind).assign(run_id=name), path, kind)
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+
+    outcomes = {o.run_id: o for o in add_runs(src, dest=dest)}
+    assert outcomes[ok].action == "added" and outcomes[legacy].action == "added"
+    assert "backfilled" in outcomes[legacy].message
+    assert outcomes[running].action == "running"
+    assert outcomes[diverged].action == "refused" and "diverged, not finished" in outcomes[diverged].message
+    assert outcomes[stale].action == "refused" and "stale" in outcomes[stale].message \
+        and "algorithm.inner_lr" in outcomes[stale].message
+    assert sorted(p.name for p in dest.iterdir()) == sorted([ok, legacy])
+    assert _row(dest, legacy)["tasks_fingerprint"] == recorded          # the engine's value, recomputed
+    assert not list(dest.rglob("checkpoints")) and not list(dest.rglob("*.json"))
+    assert verify_results(dest).ok
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before   # the source is only read
+    assert [o.action for o in add_runs(src, [ok], dest=dest)] == ["unchanged"]
+
+
+def test_the_readme_table_is_generated_from_the_shipped_set():
+    from metabench.reference.table import current_block, markdown_table, readme_block
+
+    block = current_block((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert block is not None, "README.md lacks the reference-table markers"
+    assert block == readme_block(markdown_table()), "run `metabench reference table --write`"
