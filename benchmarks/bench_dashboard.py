@@ -104,7 +104,7 @@ def pages(folder: str) -> None:
     at = AppTest.from_file(APP, default_timeout=120)
     t0 = time.perf_counter()
     app_load = timed(at)
-    data._db(str(Path(folder).absolute())).warm_up.join()
+    data._db(str(Path(folder).absolute()), True).warm_up.join()
     warm = time.perf_counter() - t0
     at.switch_page("pages/home.py")
     home_again = timed(at)

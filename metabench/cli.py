@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table",
                    help="table | csv | markdown | latex | parquet (default: table); parquet needs --output")
     p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the reference runs shipped with metabench (shown by default, marked 'reference')")
 
     p = sub.add_parser("reproduce", help="re-run a stored cell from its configuration and compare its test rows")
     p.add_argument("run_id", help="a run id (a folder name in the results folder)")
@@ -337,6 +339,10 @@ def _latest_metric(cell: dict) -> str:
 
 def cmd_check(args) -> int:
     from metabench.conformance import format_result, run_checks
+    from metabench.reference import refuse_if_reference
+
+    if args.results_dir:
+        refuse_if_reference(args.results_dir, "write the check's smoke cells into")
 
     def start(report) -> None:
         print(f"metabench check {report.target} ({report.origin}) on {report.suite}, CPU, preset smoke")
@@ -418,10 +424,10 @@ def cmd_leaderboard(args) -> int:
     from metabench.results.export import format_leaderboard
     from metabench.results.query import ResultsDB
 
-    if not Path(args.results_dir).is_dir():
+    db = ResultsDB(args.results_dir, reference=not args.no_reference)
+    if not Path(args.results_dir).is_dir() and not db.suites():
         raise MetabenchError(f"no results folder at {args.results_dir}; run `{EXAMPLE}` first "
                              f"or pass --results-dir")
-    db = ResultsDB(args.results_dir)
     suites = [args.suite] if args.suite else db.suites()
     if args.suite and args.suite not in db.suites():
         from metabench.registry import Registry
@@ -453,7 +459,8 @@ def cmd_leaderboard(args) -> int:
         if args.format == "table":
             table = ("\n" if i else "") + f"== {s} ==\n" + table
             # Entries not paired with the best (other fixed test tasks): one line each, why.
-            table += "".join(f"\n  note: {v}: {n}" for v, n in zip(board["variant"], board["note"]) if n)
+            table += "".join(f"\n  note: {v} ({s}): {n}" if (board["source"] != "yours").any() else f"\n  note: {v}: {n}"
+                             for v, s, n in zip(board["variant"], board["source"], board["note"]) if n)
         elif args.format == "markdown":
             table = ("\n" if i else "") + f"### {s}\n\n" + table
         elif args.format == "latex" and i:

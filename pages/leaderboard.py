@@ -21,7 +21,7 @@ st.caption(
     + f" · finished runs only · {metrics.label(f.metric)} · {int(board['n_tasks'].max())} fixed test tasks."
 )
 tables.leaderboard_table(board)
-for entry, note in zip(board["variant"], board["note"].fillna(""), strict=True):
+for entry, note in zip(charts.entry_labels(board), board["note"].fillna(""), strict=True):
     if note:   # another set of fixed test tasks than the best entry's: shown, but not compared
         st.warning(f"**{entry}** is {note}.", icon=":material/link_off:")
 tables.altair_chart(charts.leaderboard_chart(board), width="content")
@@ -37,5 +37,9 @@ st.caption(
        "its own entry, never averaged with the preset's runs; *Changes* says what differs, and "
        "published numbers sit only beside rows without overrides."
        if (board["changes"] != "").any() else "")
+    + (" *Source*: **reference** rows are the runs shipped with metabench (read-only; the sidebar switch "
+       "hides them), **yours** come from your results folder; the two are paired only on the same fixed "
+       "test tasks (fingerprints agree), else the row is marked unpaired."
+       if (board["source"] != "yours").any() else "")
 )
 st.page_link("pages/across_suites.py", label="Across suites: every entry over all suites →")

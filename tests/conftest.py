@@ -10,6 +10,10 @@ import pytest
 # step, a MAML step) slow down 10-70x whenever the two cores are shared. The engine's workers set
 # the same (metabench.engine.job.worker_env).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Queries read the shipped reference set beside a results folder by default (issue 21); the tests'
+# fixture folders are read alone, whatever the package ships. Tests of the reference set pass a
+# folder explicitly (ResultsDB(..., reference=DIR)) or set METABENCH_REFERENCE themselves.
+os.environ["METABENCH_REFERENCE"] = "off"
 
 # /work/shared/data locally; ../shared/data relative to the repository in CI.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -9,7 +9,7 @@ from metabench.results import metrics as _metrics
 
 # Columns that tell two leaderboard rows of the same variant apart, in the order they are
 # appended to its label when they differ.
-_DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch")
+_DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch", "source")
 
 
 def entry_labels(df: pd.DataFrame) -> pd.Series:

@@ -41,6 +41,8 @@ ENV_VAR = "METABENCH_RESULTS"
 WARM_MODULES = ("scipy.stats", "altair", "metabench.dashboard.charts", "metabench.results.descriptors")
 
 Stamp = tuple[int, int, int]
+#: (results folder, reference shown): which ``ResultsDB`` a query reads.
+Where = tuple[str, bool]
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,19 @@ def results_dir() -> Path:
     return Path(value).expanduser().absolute()
 
 
+#: Session-state key of the sidebar's "Reference runs" switch (``state.reference_switch``).
+REFERENCE_KEY = "url_reference"
+
+
+def show_reference() -> bool:
+    """Whether the pages show the reference set beside the user's runs (the sidebar switch; on
+    by default)."""
+    return bool(st.session_state.get(REFERENCE_KEY, True))
+
+
 @st.cache_resource(show_spinner=False)
-def _db(folder: str) -> ResultsDB:
-    db = ResultsDB(folder, auto_refresh=False)  # _fingerprint refreshes it, once per rerun
+def _db(folder: str, reference: bool = True) -> ResultsDB:
+    db = ResultsDB(folder, auto_refresh=False, reference=reference)  # _fingerprint refreshes it, once per rerun
     db.refresh()
     db.warm_up = _warm_up(db)  # type: ignore[attr-defined]  # joined by benchmarks/bench_dashboard.py
     return db
@@ -108,16 +120,17 @@ def _warm_up(db: ResultsDB) -> threading.Thread:
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def _fingerprint(folder: str) -> Stamp:
+def _fingerprint(where: Where) -> Stamp:
     # A short TTL: one walk of the folder per rerun at most, yet new files show within seconds.
     # The walk also loads what changed into the folder's ResultsDB (its queries never walk).
-    return _db(folder).refresh()
+    return _db(*where).refresh()
 
 
-def _now() -> tuple[str, Stamp]:
-    """(the current folder, its fingerprint): the first two arguments of every cached query."""
-    folder = str(results_dir())
-    return folder, _fingerprint(folder)
+def _now() -> tuple[Where, Stamp]:
+    """((the current folder, whether the reference set is shown), its fingerprint): the first two
+    arguments of every cached query."""
+    where = (str(results_dir()), show_reference())
+    return where, _fingerprint(where)
 
 
 def _key(f: Filters) -> Key:
@@ -138,71 +151,71 @@ _cache = st.cache_data(ttl=600, max_entries=256, show_spinner=False)
 
 
 @_cache
-def _summary(folder: str, stamp: Stamp) -> dict[str, Any]:
-    return _db(folder).summary()
+def _summary(where: Where, stamp: Stamp) -> dict[str, Any]:
+    return _db(*where).summary()
 
 
 @_cache
-def _runs(folder: str, stamp: Stamp, suite: str | None) -> pd.DataFrame:
-    return _db(folder).runs(suite)
+def _runs(where: Where, stamp: Stamp, suite: str | None) -> pd.DataFrame:
+    return _db(*where).runs(suite)
 
 
 @_cache
-def _metrics(folder: str, stamp: Stamp, suite: str) -> list[str]:
-    return _db(folder).metrics(suite)
+def _metrics(where: Where, stamp: Stamp, suite: str) -> list[str]:
+    return _db(*where).metrics(suite)
 
 
 @_cache
-def _facets(folder: str, stamp: Stamp, suite: str) -> dict[str, Any]:
-    return _db(folder).facets(suite)
+def _facets(where: Where, stamp: Stamp, suite: str) -> dict[str, Any]:
+    return _db(*where).facets(suite)
 
 
 @_cache
-def _problems(folder: str, stamp: Stamp) -> list[Problem]:
-    return _db(folder).problems()
+def _problems(where: Where, stamp: Stamp) -> list[Problem]:
+    return _db(*where).problems()
 
 
 @_cache
-def _leaderboard(folder: str, stamp: Stamp, key: Key) -> pd.DataFrame:
-    return _db(folder).leaderboard(**_filters(key))
+def _leaderboard(where: Where, stamp: Stamp, key: Key) -> pd.DataFrame:
+    return _db(*where).leaderboard(**_filters(key))
 
 
 @_cache
-def _task_values(folder: str, stamp: Stamp, key: Key) -> pd.DataFrame:
-    return _db(folder).task_values(**_filters(key))
+def _task_values(where: Where, stamp: Stamp, key: Key) -> pd.DataFrame:
+    return _db(*where).task_values(**_filters(key))
 
 
 @_cache
-def _run_costs(folder: str, stamp: Stamp, key: Key) -> pd.DataFrame:
-    return _db(folder).run_costs(**_filters(key))
+def _run_costs(where: Where, stamp: Stamp, key: Key) -> pd.DataFrame:
+    return _db(*where).run_costs(**_filters(key))
 
 
 @_cache
-def _curve_metrics(folder: str, stamp: Stamp, suite: str) -> list[tuple[str, str]]:
-    return _db(folder).curve_metrics(suite)
+def _curve_metrics(where: Where, stamp: Stamp, suite: str) -> list[tuple[str, str]]:
+    return _db(*where).curve_metrics(suite)
 
 
 @_cache
-def _curve_summary(folder: str, stamp: Stamp, key: Key, metric: str, split: str) -> pd.DataFrame:
+def _curve_summary(where: Where, stamp: Stamp, key: Key, metric: str, split: str) -> pd.DataFrame:
     args = {k: v for k, v in _filters(key).items() if k != "metric"}
-    return _db(folder).curve_summary(metric=metric, split=split, **args)
+    return _db(*where).curve_summary(metric=metric, split=split, **args)
 
 
 @_cache
-def _curve_excluded_runs(folder: str, stamp: Stamp, key: Key) -> pd.DataFrame:
+def _curve_excluded_runs(where: Where, stamp: Stamp, key: Key) -> pd.DataFrame:
     args = {k: v for k, v in _filters(key).items() if k != "metric"}
-    return _db(folder).curve_excluded_runs(**args)
+    return _db(*where).curve_excluded_runs(**args)
 
 
 @_cache
-def _aggregate_of(folder: str, stamp: Stamp, families: tuple | None, presets: tuple | None) -> Aggregate:
+def _aggregate_of(where: Where, stamp: Stamp, families: tuple | None, presets: tuple | None) -> Aggregate:
     listed = lambda v: None if v is None else list(v)  # noqa: E731
-    return _aggregate(_db(folder).run_scores(listed(families), listed(presets)))
+    return _aggregate(_db(*where).run_scores(listed(families), listed(presets)))
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
-def _curve_lines(folder: str, stamp: Stamp, key: Key, metric: str, split: str, smooth: float) -> pd.DataFrame:
-    return views.smooth_curves(_curve_summary(folder, stamp, key, metric, split), smooth)
+def _curve_lines(where: Where, stamp: Stamp, key: Key, metric: str, split: str, smooth: float) -> pd.DataFrame:
+    return views.smooth_curves(_curve_summary(where, stamp, key, metric, split), smooth)
 
 
 def summary() -> dict[str, Any]:
@@ -283,8 +296,9 @@ def run_states(df: pd.DataFrame) -> pd.Series:
 
 
 def suites_overview() -> pd.DataFrame:
-    """``views.suites_overview`` of every run of the current folder, interrupted runs told apart."""
+    """``views.suites_overview`` of your runs (not the reference set), interrupted runs told apart."""
     df = runs()
+    df = df[df["source"] == "yours"]
     return views.suites_overview(df.assign(status=run_states(df)))
 
 
@@ -305,37 +319,37 @@ def task_features(values: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
-def _leaderboard_bytes(folder: str, stamp: Stamp, key: Key, fmt: str) -> bytes:
-    return leaderboard_bytes(_leaderboard(folder, stamp, key), fmt)
+def _leaderboard_bytes(where: Where, stamp: Stamp, key: Key, fmt: str) -> bytes:
+    return leaderboard_bytes(_leaderboard(where, stamp, key), fmt)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
-def _task_values_bytes(folder: str, stamp: Stamp, key: Key, fmt: str) -> bytes:
-    return frame_bytes(_task_values(folder, stamp, key), fmt)
+def _task_values_bytes(where: Where, stamp: Stamp, key: Key, fmt: str) -> bytes:
+    return frame_bytes(_task_values(where, stamp, key), fmt)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
-def _curve_summary_bytes(folder: str, stamp: Stamp, key: Key, metric: str, split: str, fmt: str) -> bytes:
-    return frame_bytes(_curve_summary(folder, stamp, key, metric, split), fmt)
+def _curve_summary_bytes(where: Where, stamp: Stamp, key: Key, metric: str, split: str, fmt: str) -> bytes:
+    return frame_bytes(_curve_summary(where, stamp, key, metric, split), fmt)
 
 
 def leaderboard_file(f: Filters, fmt: str) -> Callable[[], bytes]:
     """The leaderboard under ``f`` as a file in ``fmt`` (any of ``export.FILE_FORMATS``), as a
     callable for ``st.download_button(data=...)``: built when called, for the folder as it is now."""
-    folder, stamp = _now()
+    where, stamp = _now()
     key = _key(f)
-    return lambda: _leaderboard_bytes(folder, stamp, key, fmt)
+    return lambda: _leaderboard_bytes(where, stamp, key, fmt)
 
 
 def task_values_file(f: Filters, fmt: str) -> Callable[[], bytes]:
     """``task_values`` under ``f`` as csv or parquet, built when called (see ``leaderboard_file``)."""
-    folder, stamp = _now()
+    where, stamp = _now()
     key = _key(f)
-    return lambda: _task_values_bytes(folder, stamp, key, fmt)
+    return lambda: _task_values_bytes(where, stamp, key, fmt)
 
 
 def curve_summary_file(f: Filters, metric: str, split: str, fmt: str) -> Callable[[], bytes]:
     """``curve_summary`` under ``f`` as csv or parquet, built when called (see ``leaderboard_file``)."""
-    folder, stamp = _now()
+    where, stamp = _now()
     key = _key(f)
-    return lambda: _curve_summary_bytes(folder, stamp, key, metric, split, fmt)
+    return lambda: _curve_summary_bytes(where, stamp, key, metric, split, fmt)

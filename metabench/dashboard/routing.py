@@ -1,6 +1,6 @@
 """Routing: the page list as ``st.Page`` objects, and making sure every page runs inside app.py.
 
-``app.py`` calls ``run(page)`` for the page ``st.navigation`` chose; it records which page is
+``app.py`` calls ``enter(page)`` for the page ``st.navigation`` chose; it records which page is
 running (the URL widgets of ``state`` restore their values when the page changes) and marks the
 session as routed. A page's first call is ``require_router()``.
 """
@@ -34,12 +34,13 @@ def navigation_pages() -> list[st.Page]:
     ]
 
 
-def run(page: st.Page) -> None:
-    """Called by app.py with the page ``st.navigation`` chose: mark this session's pages as
-    routed, remember which page runs, and run it."""
+def enter(page: st.Page) -> st.Page:
+    """Called by app.py with the page ``st.navigation`` chose, before any widget: mark this
+    session's pages as routed and remember which page runs (the URL widgets, the sidebar's
+    included, restore their values when it changes). Returns ``page``."""
     st.session_state[_ROUTED] = True
     st.session_state[PAGE_KEY] = page.url_path
-    page.run()
+    return page
 
 
 def require_router() -> None:

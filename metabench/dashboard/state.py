@@ -19,8 +19,9 @@ from metabench.dashboard.data import Filters
 from metabench.dashboard.routing import PAGE_KEY
 from metabench.errors import MetabenchError
 
-#: The command the empty-state messages suggest: the smallest run that fills a leaderboard.
-FIRST_RUN = "metabench run --suites sinusoid-5shot --algorithms maml --preset smoke"
+#: The command the empty-state messages suggest: the smallest run of your own, which lands beside the
+#: reference protonet runs of omniglot-5w1s and pairs with them (same fixed test tasks).
+FIRST_RUN = "metabench run --suites omniglot-5w1s --algorithms protonet --preset smoke"
 
 
 def _page_changed(param: str) -> bool:
@@ -107,6 +108,18 @@ def url_toggle(label: str, param: str, default: bool = False, **kwargs: Any) -> 
     st.query_params[param] = "1" if value else "0"
     st.session_state[seen] = "1" if value else "0"
     return value
+
+
+def reference_switch() -> bool:
+    """The sidebar's "Reference runs" switch, mirrored in the URL as ``?reference=0/1``: whether
+    the pages show the reference set shipped with metabench beside your runs (on by default;
+    ``data.show_reference`` reads it)."""
+    with st.sidebar:
+        return url_toggle(
+            "Reference runs", "reference", default=True,
+            help="Show the reference results shipped with metabench (marked 'reference') beside your "
+            "own runs ('yours'). Your runs pair with them only on the same fixed test tasks.",
+        )  # fmt: skip
 
 
 def suite_filters(metric_choice: bool = True) -> Filters:

@@ -70,6 +70,7 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
         {
             "Rank": df["rank"],
             "Algorithm": df["variant"].fillna(df["algorithm"]),  # the entry: maml, maml[inner_steps=3]
+            "Source": df["source"] if "source" in df else "yours",  # 'reference' (shipped) or 'yours'
             "Changes": df["changes"].fillna(""),  # the overrides of the preset, readably; '' = none
             "Family": df["family"],
             "Mean": df["mean"] * scale,
@@ -121,6 +122,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     same = [c for c in PROTOCOL_COLUMNS if table[c].astype(str).nunique() == 1]
     # The Changes column only when some row has overrides (plain rows: the table as before).
     hidden = same + ([] if (table["Changes"] != "").any() else ["Changes"])
+    # The Source column only when reference rows are shown (your own runs alone: the table as before).
+    hidden += [] if (table["Source"] != "yours").any() else ["Source"]
     st.dataframe(
         table,
         hide_index=True,
@@ -131,6 +134,12 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             "Algorithm": st.column_config.TextColumn(
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
                 "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together."
+            ),
+            "Source": st.column_config.TextColumn(
+                width="small",
+                help="'reference': shipped with metabench (read-only; hide it with the sidebar switch); "
+                "'yours': from your results folder. Your runs are paired with reference runs only when "
+                "their fixed test tasks' fingerprints agree.",
             ),
             "Changes": st.column_config.TextColumn(
                 help="What this variant changes relative to the preset (Config fields; loop.* = loop "

@@ -55,8 +55,12 @@ class JobReport:
 
 
 def check_results_dir(results_dir: Path) -> Path:
-    """Create the results folder if needed and prove it is writable (ResultsError otherwise)."""
+    """Create the results folder if needed and prove it is writable (ResultsError otherwise);
+    the read-only reference set is refused (ConfigError, ``metabench.reference``)."""
+    from metabench.reference import refuse_if_reference
+
     results_dir = Path(results_dir)
+    refuse_if_reference(results_dir, "write runs into")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         probe = results_dir / f".write-test-{os.getpid()}"
@@ -219,7 +223,10 @@ def _cell_progress(results_dir: Path, run_id: str) -> dict[str, Any]:
 def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
                 say: Callable[[str], None] = print) -> JobReport:
     """Run (or resume) job `job_id`: every cell that is not finished, through the job's executor."""
+    from metabench.reference import refuse_if_reference
+
     results_dir = Path(results_dir).absolute()
+    refuse_if_reference(results_dir, "run a job in")
     jdir = existing_job_dir(results_dir, job_id)
     lock = _lock_job(jdir)
     tell = _Log(jdir / "job.log", say)

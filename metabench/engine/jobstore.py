@@ -200,6 +200,9 @@ def log_tail(jdir: Path, n: int = 20) -> str:
 def request_cancel(results_dir: Path, job_id: str) -> str:
     """Ask a job to stop: its cells stop at the next step boundary and are recorded as cancelled.
     Returns the job's state before the request."""
+    from metabench.reference import refuse_if_reference
+
+    refuse_if_reference(results_dir, "cancel a job in")
     jdir = existing_job_dir(results_dir, job_id)
     state = read_status(jdir).get("state")
     if state in LIVE or state == "cancelling":

@@ -77,7 +77,8 @@ def _seed_spread(results_dir: Path, row: dict[str, Any], rerun_mean: float) -> f
     is left out); None when there is no other run."""
     from metabench.results.query import ResultsDB
 
-    tasks = ResultsDB(results_dir).tasks(row["suite"], row["primary_metric"])  # finished, newest version
+    # finished, newest version; this folder's runs only (not the reference set read beside it)
+    tasks = ResultsDB(results_dir, reference=False).tasks(row["suite"], row["primary_metric"])
     same = tasks[tasks["run_id"] != row["run_id"]]
     for k in ("suite_version", "variant", "preset", "split_scheme", "transductive", "query_batch"):
         same = same[same[k] == row[k]]
@@ -100,6 +101,10 @@ def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | Non
         raise ConfigError(f"run {run_id} is {row['status']}, not finished: there are no test rows to compare")
     stored_tasks = read_table(results_dir / run_id / "tasks.parquet", "tasks")
     cell = cell_of(row, device)
+    if scratch is not None:
+        from metabench.reference import refuse_if_reference
+
+        refuse_if_reference(scratch, "write the rerun into")
     scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="metabench-reproduce-"))
     runner = CellRunner(cell, scratch, data_root, allow_download=allow_download, progress=progress)
     differ = config_differences(json.loads(row["config"]), runner.resolved_config())

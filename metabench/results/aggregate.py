@@ -19,7 +19,7 @@ from metabench.results.normalize import normalisation
 from metabench.results.stats import iqm, performance_profile, stratified_bootstrap_ci
 
 #: Columns that tell entries apart, in the order they are appended to a label when they differ.
-DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch")
+DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch", "source")
 #: Bootstrap replicates for the IQM interval (rliable's plots use 2000 for profiles).
 REPS = 2000
 
@@ -71,7 +71,8 @@ def aggregate(scores: pd.DataFrame, reps: int = REPS, seed: int = 0) -> Aggregat
     # transductive) is part of how it runs on each suite, so it may differ between suites without
     # making two entries. Variants of one algorithm are separate entries, never pooled.
     df = scores.copy()
-    df["entry"] = entry_labels(df[[c for c in ("algorithm", "variant", "preset") if c in df]])
+    # A user's runs and the reference runs of the same variant are separate entries (issue 21).
+    df["entry"] = entry_labels(df[[c for c in ("algorithm", "variant", "preset", "source") if c in df]])
     df = df.groupby(["suite", "metric", "entry", "seed"], as_index=False).agg(
         algorithm=("algorithm", "first"), family=("family", "first"), value=("value", "mean"))
     rules, left_out, parts = [], [], []

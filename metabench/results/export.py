@@ -171,6 +171,8 @@ def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     columns = list(_TEXT_COLUMNS)
     if "published" in df and df["published"].notna().any():
         columns.append(("published", "published"))
+    if "source" in df and (df["source"] != "yours").any():  # reference rows shown (issue 21): whose is which
+        columns.append(("source", "source"))
     header = ["rank", mean_title] + [title for _, title in columns]
     rows = []
     for rec in df.to_dict("records"):

@@ -13,6 +13,16 @@ protocol (transductive, query_batch), preset and *variant* (the algorithm plus i
 the preset, ``runs.variant``) all agree. Every query that groups or labels entries carries
 ``variant``; for runs written before variants existed it is the algorithm name (the store fills
 in ``schema.LEGACY_DEFAULTS`` as it loads each file).
+
+Reference and your own runs side by side (issue 21): ``ResultsDB(folder)`` also reads the
+shipped reference set (``metabench.reference``; ``reference=False`` hides it, ``reference=DIR``
+reads another folder in its place). Every runs / leaderboard / curve / task row carries
+``source`` ('reference' or 'yours') and entries are grouped by it, so a user's smoke run of
+protonet is its own entry beside the reference protonet quick run. A user's entry is paired
+with a reference entry (paired t-test, probability of improvement, ``vs_best``) only when their
+``tasks_fingerprint`` agree; otherwise ``vs_best`` is 'unpaired' and ``note`` says why. A run
+id in both folders: the user's copy wins when the configs agree (the reference copy is left
+out), else both stay as separate entries (``sql``).
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ import pandas as pd
 from metabench.results import metrics as _metrics
 from metabench.results import sql
 from metabench.results.ids import run_dir
-from metabench.results.published import attach_published
+from metabench.results.export import budget_text, entry_names
+from metabench.results.published import attach_published, run_protocol
 from metabench.results.schema import CURVES, RUNS, TASKS
 from metabench.results.stats import TIE_ALPHA, ci_halfwidth, ranks, versus_best
 from metabench.results.store import MEMO_SIZE, ResultsStore, fingerprint
 from metabench.results.variants import changes_text
 
-__all__ = ["CURVES_COLUMNS", "CURVE_EXCLUDED", "ENTRY_KEYS", "LEADERBOARD_COLUMNS", "MEMO_SIZE", "TASKS_COLUMNS",
+__all__ = ["RUN_COLUMNS", "CURVES_COLUMNS", "CURVE_EXCLUDED", "ENTRY_KEYS", "LEADERBOARD_COLUMNS", "MEMO_SIZE", "TASKS_COLUMNS",
            "TIE_ALPHA", "ResultsDB", "fingerprint"]  # fmt: skip
 
 #: Columns of ``ResultsDB.leaderboard``, in order.
@@ -39,7 +50,7 @@ LEADERBOARD_COLUMNS = [
     "rank", "algorithm", "variant", "changes", "family", "preset", "mean", "ci_low", "ci_high", "ci95",
     "std_seeds", "n_seeds", "n_tasks", "metric", "direction", "suite_version", "split_scheme", "transductive",
     "query_batch", "suite", "vs_best", "p_vs_best", "prob_improvement", "published",
-    "published_ci95", "published_source", "tasks_fingerprint", "note",
+    "published_ci95", "published_source", "tasks_fingerprint", "note", "source", "budget", "entry",
 ]  # fmt: skip
 # What the paired-comparison columns of ``ResultsDB.leaderboard`` mean (``stats.versus_best``):
 # ``vs_best``: 'best', 'tie' (paired t-test p >= ``TIE_ALPHA``), 'worse', or 'unpaired' when the
@@ -52,10 +63,11 @@ LEADERBOARD_COLUMNS = [
 CURVE_EXCLUDED = ("failed", "diverged")
 #: The entry key: rows of one leaderboard differ in at least one of these (the suite and its
 #: version are fixed per leaderboard). ``variant`` names the algorithm too.
-ENTRY_KEYS = ["algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch"]
+ENTRY_KEYS = ["algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch", "source"]
 #: Run columns attached to each curve point / task value.
 _RUN_KEYS = ["run_id", "algorithm", "variant", "family", "preset", "seed", "status", "suite_version",
-             "split_scheme", "transductive", "query_batch"]  # fmt: skip
+             "split_scheme", "transductive", "query_batch", "source"]  # fmt: skip
+RUN_COLUMNS = RUNS.names + ["source"]
 CURVES_COLUMNS = _RUN_KEYS + [c for c in CURVES.names if c != "run_id"]
 TASKS_COLUMNS = _RUN_KEYS + [c for c in TASKS.names if c != "run_id"]
 
@@ -91,11 +103,12 @@ class ResultsDB(ResultsStore):
         return self.summary()["suites"]
 
     def runs(self, suite: str | None = None) -> pd.DataFrame:
-        """All runs (every status and version), newest first; optionally of one suite."""
+        """All runs (every status and version), newest first; optionally of one suite. Columns:
+        ``RUN_COLUMNS`` (the runs table and ``source``)."""
         params = self._params("runs", suite=suite)
         if params is None:
-            return _empty(RUNS.names)
-        return self._query(sql.RUNS, params).reindex(columns=RUNS.names)
+            return _empty(RUN_COLUMNS)
+        return self._query(sql.RUNS, params).reindex(columns=RUN_COLUMNS)
 
     def primary_metric(self, suite: str) -> str | None:
         """The primary metric of the suite's finished runs (newest version); None if none."""
@@ -121,8 +134,10 @@ class ResultsDB(ResultsStore):
         families: list[str] | None = None,
         presets: list[str] | None = None,
         split_scheme: str | None = None,
+        transductive: bool | None = None,
     ) -> pd.DataFrame:
-        """One row per entry (variant, preset, split_scheme, transductive, query_batch), best first.
+        """One row per entry (variant, preset, split_scheme, transductive, query_batch, test-task
+        fingerprint, source), best first.
 
         ``variant`` is the algorithm plus its overrides of the preset (``maml[inner_steps=3]``; the
         plain name without overrides); ``changes`` says what those overrides are, readably
@@ -137,9 +152,14 @@ class ResultsDB(ResultsStore):
         sqrt(n_tasks)``. ``std_seeds`` is the std (ddof=1) of the per-seed means, NaN with one
         seed. Each row is compared with the rank-1 row on the tasks both have (``vs_best``,
         ``p_vs_best``, ``prob_improvement``; see ``TIE_ALPHA``). ``published`` (with
-        ``published_ci95`` and ``published_source``) is the paper's number for the row when one
-        with the same algorithm, split scheme, transductive flag and metric exists, for plain rows
-        only (``metabench.results.published``). Columns: ``LEADERBOARD_COLUMNS``.
+        ``published_ci95`` and ``published_source``) is the paper's number for the row when the
+        runs' recorded protocol (``runs.config``) and preset match one with the same algorithm,
+        split scheme, transductive flag and metric on every field it states, for plain rows only
+        (``metabench.results.published``). ``transductive`` keeps only transductive (True) or
+        non-transductive (False) entries. ``budget`` is the entries' recorded test-time
+        adaptation budget ('10 inner steps', '1 support pass'; '' when none was recorded) and
+        ``entry`` the name tables show (the variant, with a dagger when transductive;
+        ``export.entry_names``). Columns: ``LEADERBOARD_COLUMNS``.
         """
         metric = metric or self.primary_metric(suite)
         if metric is None:
@@ -150,6 +170,8 @@ class ResultsDB(ResultsStore):
             return _empty(LEADERBOARD_COLUMNS)
         # The scan is done once per (suite, metric) for every entry; filters only select entries.
         groups = _select(self._memo(sql.GROUPS, params, "runs", "tasks"), families, presets, split_scheme)
+        if transductive is not None:
+            groups = groups[groups["transductive"].fillna(False).astype(bool) == bool(transductive)]
         values = self._memo(sql.LEADERBOARD_VALUES, params, "runs", "tasks")
         values = values[values["g"].isin(groups["g"])]
         if values.empty:
@@ -160,6 +182,8 @@ class ResultsDB(ResultsStore):
         df["direction"] = better
         df["suite"] = suite
         df = attach_published(df, suite)
+        df["budget"] = [budget_text(*_budget(c)) for c in df["config"]]
+        df["entry"] = entry_names(df)
         return df[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
     def facets(self, suite: str) -> dict[str, Any]:
@@ -213,8 +237,8 @@ class ResultsDB(ResultsStore):
         """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
         suite's primary metric over its test tasks (``value``). Per suite: finished runs of the
         newest version, of its most common split scheme only (never mixed)."""
-        columns = ["suite", "algorithm", "variant", "family", "preset", "transductive", "query_batch", "seed",
-                   "metric", "value", "n_tasks"]  # fmt: skip
+        columns = ["suite", "algorithm", "variant", "family", "preset", "transductive", "query_batch", "source",
+                   "seed", "metric", "value", "n_tasks"]  # fmt: skip
         params = self._params("runs", "tasks")
         if params is None:
             return _empty(columns)
@@ -243,7 +267,7 @@ class ResultsDB(ResultsStore):
         seeds' mean ``wall_time_s`` at that step. Newest suite version; runs of every status but
         those in ``CURVE_EXCLUDED`` (failed, diverged: see ``curve_excluded_runs``)."""
         columns = ["algorithm", "variant", "family", "preset", "split_scheme", "transductive", "query_batch",
-                   "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
+                   "source", "step", "wall_time_s", "mean", "ci_low", "ci_high", "n_seeds"]  # fmt: skip
         params = self._params("runs", "curves", suite=suite, metric=metric, split=split,
                               excluded=list(CURVE_EXCLUDED))  # fmt: skip
         if params is None:
@@ -265,7 +289,7 @@ class ResultsDB(ResultsStore):
         filters, newest suite version: run_id, algorithm, variant, family, preset, split_scheme, seed,
         status, meta_steps, error."""
         columns = ["run_id", "algorithm", "variant", "family", "preset", "split_scheme", "seed", "status",
-                   "meta_steps", "error"]  # fmt: skip
+                   "meta_steps", "error", "source"]  # fmt: skip
         runs = self.runs(suite)
         if runs.empty:
             return _empty(columns)
@@ -289,6 +313,12 @@ class ResultsDB(ResultsStore):
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id`` (ConfigError for an id that is not a plain folder name)."""
         return run_dir(self.results_dir, run_id)
+
+
+def _budget(config: Any) -> tuple[Any, Any]:
+    """(adaptation_budget, adaptation_unit) from a run's config JSON; (None, None) when absent."""
+    protocol = run_protocol(config) or {}
+    return protocol.get("adaptation_budget"), protocol.get("adaptation_unit")
 
 
 def _select(
@@ -318,7 +348,7 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     df["ci_low"] = df["mean"] - df["ci95"]
     df["ci_high"] = df["mean"] + df["ci95"]
     df["rank"] = ranks(df["mean"].to_numpy(float), higher_is_better=higher)
-    df = df.sort_values(["rank", "algorithm", "variant", "preset"], kind="stable")
+    df = df.sort_values(["rank", "algorithm", "variant", "preset", "source"], kind="stable")
     # (n_tasks, n_entries) in the leaderboard's order, NaN = the entry lacks the task
     matrix = tasks.pivot(index="key", columns="g", values="value").reindex(columns=df.index)
     compared = versus_best(matrix.to_numpy(float), 0, df["tasks_fingerprint"].tolist(), higher_is_better=higher)

@@ -13,12 +13,23 @@ The populations:
 - ``sel``: the same as ``finished`` for every suite at once (the aggregate across suites).
 
 All three come from ``_newest_version``, the one place that says what "newest" means.
+
+Sources (issue 21): every row carries ``source`` ('reference' or 'yours', see ``store``). A run
+id is unique only within a source, so every join of a table with ``runs`` matches both run_id
+and source. The ``runs`` CTE drops a reference run whose run_id the user's folder also holds
+with the same ``config`` (the user's copy wins); with another config both stay, as separate
+entries. Entries are grouped by source too, so a user's run never averages with a reference run.
 """
 
 from __future__ import annotations
 
 # Each query starts from these CTEs over the in-memory copies of the tables (see store._sync).
-_RUNS = "runs AS (SELECT * FROM t_runs)"
+_RUNS = """runs AS (
+    SELECT * FROM t_runs r
+    WHERE r.source = 'yours' OR NOT EXISTS (
+        SELECT 1 FROM t_runs u
+        WHERE u.source = 'yours' AND u.run_id = r.run_id AND u.config IS NOT DISTINCT FROM r.config)
+)"""
 _CURVES = "curves AS (SELECT * FROM t_curves)"
 _TASKS = "tasks AS (SELECT * FROM t_tasks)"
 
@@ -54,7 +65,7 @@ FROM runs
 RUNS = f"""
 WITH {_RUNS}
 SELECT * FROM runs WHERE $suite IS NULL OR suite = $suite
-ORDER BY started_at DESC, run_id
+ORDER BY started_at DESC, run_id, source
 """
 
 PRIMARY = f"""
@@ -64,7 +75,7 @@ SELECT primary_metric FROM finished GROUP BY primary_metric ORDER BY count(*) DE
 
 METRICS = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}
-SELECT DISTINCT t.metric FROM finished r JOIN tasks t ON t.run_id = r.run_id
+SELECT DISTINCT t.metric FROM finished r JOIN tasks t ON t.run_id = r.run_id AND t.source = r.source
 WHERE t.split = 'test' ORDER BY t.metric
 """
 
@@ -87,7 +98,7 @@ def _grouped(descriptors: bool = False) -> str:
 grouped AS (
     SELECT *, dense_rank() OVER (
         ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch,
-                 tasks_fingerprint) AS g
+                 tasks_fingerprint, source) AS g
     FROM finished
 ),
 groups AS (
@@ -95,12 +106,14 @@ groups AS (
            any_value(overrides) AS overrides, any_value(family) AS family,
            any_value(preset) AS preset, any_value(split_scheme) AS split_scheme,
            any_value(transductive) AS transductive, any_value(query_batch) AS query_batch,
-           any_value(suite_version) AS suite_version, any_value(tasks_fingerprint) AS tasks_fingerprint
+           any_value(suite_version) AS suite_version, any_value(tasks_fingerprint) AS tasks_fingerprint,
+           any_value(source) AS source,
+           any_value(config) AS config  -- its recorded protocol (issue 22): the seeds of an entry share it
     FROM grouped GROUP BY g
 ),
 cells AS (  -- one value per (group, seed, task); duplicate rows of a cell are averaged
     SELECT r.g, r.seed, t.task_id, avg(t.value) AS value{extra}
-    FROM grouped r JOIN tasks t ON t.run_id = r.run_id
+    FROM grouped r JOIN tasks t ON t.run_id = r.run_id AND t.source = r.source
     WHERE t.split = 'test' AND t.metric = $metric
     GROUP BY r.g, r.seed, t.task_id
 )"""
@@ -124,22 +137,22 @@ SELECT * FROM groups ORDER BY g
 TASK_VALUES = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}, {_grouped(descriptors=True)}
 SELECT grp.algorithm, grp.variant, grp.family, grp.preset, grp.split_scheme, grp.transductive,
-       grp.query_batch, c.task_id, avg(c.value) AS value, count(*) AS n_seeds,
+       grp.query_batch, grp.source, c.task_id, avg(c.value) AS value, count(*) AS n_seeds,
        any_value(c.descriptors) AS descriptors
 FROM cells c JOIN groups grp USING (g)
 GROUP BY grp.g, grp.algorithm, grp.variant, grp.family, grp.preset, grp.split_scheme, grp.transductive,
-         grp.query_batch, c.task_id
+         grp.query_batch, grp.source, c.task_id
 ORDER BY grp.algorithm, grp.variant, grp.preset, grp.g, c.task_id
 """
 
 RUN_COSTS = f"""
 {_LEADERBOARD_BASE}
 SELECT r.run_id, r.algorithm, r.variant, r.family, r.preset, r.split_scheme, r.transductive,
-       r.query_batch, r.seed, r.wall_time_s, r.peak_memory_mb, r.meta_steps, r.device,
+       r.query_batch, r.source, r.seed, r.wall_time_s, r.peak_memory_mb, r.meta_steps, r.device,
        avg(t.value) AS value, count(*) AS n_tasks
-FROM grouped r JOIN tasks t ON t.run_id = r.run_id
+FROM grouped r JOIN tasks t ON t.run_id = r.run_id AND t.source = r.source
 WHERE t.split = 'test' AND t.metric = $metric
-GROUP BY ALL ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id
+GROUP BY ALL ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, r.source
 """
 
 FACETS = f"""
@@ -161,16 +174,16 @@ main AS (
     FROM sel GROUP BY suite
 )
 SELECT s.suite, s.algorithm, s.variant, any_value(s.family) AS family, s.preset, s.transductive,
-       s.query_batch, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
+       s.query_batch, s.source, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
 FROM sel s JOIN main m ON m.suite = s.suite AND m.split_scheme = s.split_scheme
-JOIN tasks t ON t.run_id = s.run_id AND t.metric = m.metric AND t.split = 'test'
-GROUP BY s.suite, s.algorithm, s.variant, s.preset, s.transductive, s.query_batch, s.seed, m.metric
-ORDER BY s.suite, s.algorithm, s.variant, s.preset, s.seed
+JOIN tasks t ON t.run_id = s.run_id AND t.source = s.source AND t.metric = m.metric AND t.split = 'test'
+GROUP BY s.suite, s.algorithm, s.variant, s.preset, s.transductive, s.query_batch, s.source, s.seed, m.metric
+ORDER BY s.suite, s.algorithm, s.variant, s.preset, s.seed, s.source
 """
 
 CURVE_METRICS = f"""
 WITH {_RUNS}, {_CURVES}, {_NEWEST}
-SELECT DISTINCT c.split, c.metric FROM newest r JOIN curves c ON c.run_id = r.run_id
+SELECT DISTINCT c.split, c.metric FROM newest r JOIN curves c ON c.run_id = r.run_id AND c.source = r.source
 ORDER BY c.split DESC, c.metric
 """
 
@@ -180,37 +193,37 @@ CURVE_SUMMARY = f"""
 WITH {_RUNS}, {_CURVES}, {_NEWEST},
 points AS (  -- one value per (run, step): duplicate rows of a point are averaged
     SELECT r.algorithm, r.variant, r.family, r.preset, r.split_scheme, r.transductive, r.query_batch,
-           r.seed, r.run_id, c.step, avg(c.wall_time_s) AS wall_time_s, avg(c.value) AS value
-    FROM newest r JOIN curves c ON c.run_id = r.run_id
+           r.source, r.seed, r.run_id, c.step, avg(c.wall_time_s) AS wall_time_s, avg(c.value) AS value
+    FROM newest r JOIN curves c ON c.run_id = r.run_id AND c.source = r.source
     WHERE c.metric = $metric AND c.split = $split AND NOT list_contains($excluded, r.status)
     GROUP BY ALL
 )
 SELECT algorithm, variant, any_value(family) AS family, preset, split_scheme, transductive, query_batch,
-       step, avg(wall_time_s) AS wall_time_s, avg(value) AS mean,
+       source, step, avg(wall_time_s) AS wall_time_s, avg(value) AS mean,
        stddev_samp(value) AS sd, count(*) AS n_seeds
 FROM points
-GROUP BY algorithm, variant, preset, split_scheme, transductive, query_batch, step
-ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch, step
+GROUP BY algorithm, variant, preset, split_scheme, transductive, query_batch, source, step
+ORDER BY algorithm, variant, preset, split_scheme, transductive, query_batch, source, step
 """
 
 # The run columns attached to each curve point / task value (``query._RUN_KEYS``).
 _RUN_COLUMNS = """r.run_id, r.algorithm, r.variant, r.family, r.preset, r.seed, r.status, r.suite_version,
-       r.split_scheme, r.transductive, r.query_batch"""
+       r.split_scheme, r.transductive, r.query_batch, r.source"""
 
 CURVES = f"""
 WITH {_RUNS}, {_CURVES}, {_NEWEST}
 SELECT {_RUN_COLUMNS},
        c.step, c.wall_time_s, c.split, c.metric, c.value
-FROM newest r JOIN curves c ON c.run_id = r.run_id
+FROM newest r JOIN curves c ON c.run_id = r.run_id AND c.source = r.source
 WHERE c.metric = $metric AND c.split = $split
-ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, c.step
+ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, r.source, c.step
 """
 
 TASKS = f"""
 WITH {_RUNS}, {_TASKS}, {_FINISHED}
 SELECT {_RUN_COLUMNS},
        t.split, t.task_id, t.metric, t.value, t.descriptors
-FROM finished r JOIN tasks t ON t.run_id = r.run_id
+FROM finished r JOIN tasks t ON t.run_id = r.run_id AND t.source = r.source
 WHERE t.split = 'test' AND t.metric = $metric
-ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, t.task_id
+ORDER BY r.algorithm, r.variant, r.preset, r.seed, r.run_id, r.source, t.task_id
 """

@@ -14,6 +14,11 @@ Threads (the dashboard's sessions, a preload) each query through their own curso
 in-memory database; a table is synced by one thread at a time. The queries themselves (SQL in
 ``metabench.results.sql``, the public API in ``metabench.results.query``) only call
 ``_params``, ``_query`` and ``_memo``.
+
+The reference set (issue 21): beside the user's folder the store mirrors a read-only reference
+folder (``metabench.reference``: the shipped set by default, any folder for tests, or none with
+``reference=False``). Every loaded row carries ``source``: 'reference' for files under that
+folder, 'yours' for the rest. The store only reads; nothing here writes or deletes a file.
 """
 
 from __future__ import annotations
@@ -89,13 +94,27 @@ def fingerprint(results_dir: str | os.PathLike) -> tuple[int, int, int]:
     return _stamp(_walk(Path(results_dir)))
 
 
-class ResultsStore:
-    """The in-memory mirror of one results folder (``RESULTS/<run_id>/{runs,curves-*,tasks}.parquet``)."""
+#: ``source`` of rows from the reference folder and from the user's results folder.
+REFERENCE, YOURS = "reference", "yours"
 
-    def __init__(self, results_dir: str | os.PathLike, auto_refresh: bool = True):
+
+class ResultsStore:
+    """The in-memory mirror of one results folder (``RESULTS/<run_id>/{runs,curves-*,tasks}.parquet``)
+    and of the reference folder beside it."""
+
+    def __init__(self, results_dir: str | os.PathLike, auto_refresh: bool = True,
+                 reference: bool | str | os.PathLike = True):  # fmt: skip
         self.results_dir = Path(results_dir).expanduser().absolute()
         self.auto_refresh = auto_refresh
         """True: every query first looks for changed files; False: only ``refresh()`` does."""
+        if reference is True:
+            from metabench.reference import active_reference_dir
+
+            ref = active_reference_dir()
+        else:
+            ref = None if reference is False else Path(reference).expanduser().absolute()
+        self.reference_dir: Path | None = ref
+        """The read-only folder whose rows are ``source = 'reference'``; None = no reference rows."""
         self._con = duckdb.connect(":memory:")
         self._local = threading.local()  # one cursor per thread
         self._walk_lock = threading.Lock()
@@ -211,11 +230,19 @@ class ResultsStore:
                 cursor = self._local.cursor = self._con.cursor()
         return cursor
 
+    def _source(self, path: str) -> str:
+        """'reference' for a file under the reference folder, else 'yours'."""
+        ref = self.reference_dir
+        return REFERENCE if ref is not None and path.startswith(str(ref) + os.sep) else YOURS
+
     def _scan(self) -> Listing:
-        """Walk the folder once: keep its good files as the listing every query loads from and its
-        bad ones as ``problems``; return the whole walk (for the fingerprint). The caller holds
-        the walk lock."""
+        """Walk the folder (and the reference folder) once: keep the good files as the listing
+        every query loads from and the bad ones as ``problems``; return the whole walk (for the
+        fingerprint). The caller holds the walk lock."""
         found = _walk(self.results_dir)
+        if self.reference_dir is not None:  # a folder inside the other is walked once: paths are keys
+            for table, files in _walk(self.reference_dir).items():
+                found[table].update(files)
         self._listing, self._problems = _split_good(found)
         return found
 
@@ -229,7 +256,8 @@ class ResultsStore:
         con = self._cursor()
         if have is None:
             con.register("_empty", SCHEMAS[table].empty_table())
-            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT *, ''::VARCHAR AS _file FROM _empty")
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT *, ''::VARCHAR AS _file, "
+                        "''::VARCHAR AS source FROM _empty")
             con.unregister("_empty")
             have = self._loaded[table] = {}
         stale = [p for p, v in have.items() if want.get(p) != v]
@@ -240,12 +268,15 @@ class ResultsStore:
             con.execute("BEGIN TRANSACTION")
             if stale:
                 con.execute(f"DELETE FROM {name} WHERE list_contains($files, _file)", {"files": stale})
-            if new:
+            for origin in (YOURS, REFERENCE):
+                files = [p for p in new if self._source(p) == origin]
+                if not files:
+                    continue
                 source = "read_parquet($files, union_by_name=true, hive_partitioning=false, filename=true)"
-                present = set(con.execute(f"DESCRIBE SELECT * FROM {source}", {"files": new}).df()["column_name"])
+                present = set(con.execute(f"DESCRIBE SELECT * FROM {source}", {"files": files}).df()["column_name"])
                 columns, values, params = _load_columns(table, present)
-                con.execute(f"INSERT INTO {name} ({columns}, _file) SELECT {values}, filename FROM {source}",
-                            {"files": new, **params})  # fmt: skip
+                con.execute(f"INSERT INTO {name} ({columns}, _file, source) SELECT {values}, filename, $origin "
+                            f"FROM {source}", {"files": files, "origin": origin, **params})  # fmt: skip
             con.execute("COMMIT")
         except duckdb.Error as exc:
             try:

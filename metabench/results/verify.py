@@ -191,6 +191,10 @@ def verify_results(results_dir: str | os.PathLike, *, clean: bool = False) -> Ve
     root = Path(results_dir)
     if not root.is_dir():
         raise MetabenchError(f"no results folder at {root}; pass --results-dir DIR")
+    if clean:  # checking the reference set is fine; deleting anything under it is not
+        from metabench.reference import refuse_if_reference
+
+        refuse_if_reference(root, "delete files under", holding=True)
     report = VerifyReport(root)
     for table, pattern in GLOBS.items():
         files = sorted(root.glob(pattern))

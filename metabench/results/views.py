@@ -7,6 +7,7 @@ Each function turns a ``ResultsDB`` frame into what a page shows; the pages only
 - ``smooth_curves``: EMA smoothing and thinning of ``ResultsDB.curve_summary`` for drawing.
 - ``entry_costs`` / ``time_unit``: the Cost page's per-entry means and a readable time unit.
 - ``paired_summary``: the Per-task page's A − B comparison (per-task table, paired test, wins).
+- ``runs_summary``: what a set of runs holds (Home: the reference set, your own runs).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def smooth_curves(df: pd.DataFrame, weight: float, max_points: int = 500) -> pd.
     """EMA-smooth each entry's mean and band (``weight`` 0 = off) and thin each line to at
     most ``max_points`` steps (evenly spaced, last kept) so the browser draws it quickly.
     ``df`` has ``ResultsDB.curve_summary``'s columns."""
-    keys = [k for k in ("algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch") if k in df]
+    keys = [k for k in ("algorithm", "variant", "preset", "split_scheme", "transductive", "query_batch", "source")
+            if k in df]
     groups = df.groupby(keys, dropna=False, sort=False)
     if weight > 0:
         alpha = 1.0 - weight
@@ -128,3 +130,31 @@ def paired_summary(values: pd.DataFrame, a: str, b: str, higher_is_better: bool)
     table = paired_tasks(values, a, b, higher_is_better)
     cmp = paired_comparison(table["a"], table["b"], higher_is_better)
     return PairedSummary(table, cmp, int((table["winner"] == a).sum()), int((table["winner"] == b).sum()))
+
+
+def runs_summary(runs: pd.DataFrame) -> dict[str, Any]:
+    """What a set of runs holds, for Home (the reference set, your own runs): n_runs, n_finished,
+    last_run_at (the newest finish, or start of a run still going; None without runs) and the
+    sorted suites, algorithms, presets, metabench versions and devices of its runs. ``runs`` has
+    ``ResultsDB.runs``' columns, e.g. the rows whose ``source`` is 'reference'."""
+
+    def distinct(column: str) -> list[str]:
+        return sorted({str(v) for v in runs[column].dropna()}) if column in runs else []
+
+    return {
+        "n_runs": len(runs),
+        "n_finished": int((runs["status"] == "finished").sum()) if len(runs) else 0,
+        "last_run_at": _last(runs),
+        "suites": distinct("suite"),
+        "algorithms": distinct("algorithm"),
+        "presets": distinct("preset"),
+        "metabench_versions": distinct("metabench_version"),
+        "devices": distinct("device"),
+    }
+
+
+def _last(runs: pd.DataFrame) -> pd.Timestamp | None:
+    if runs.empty:
+        return None
+    last = pd.to_datetime(runs["finished_at"]).fillna(pd.to_datetime(runs["started_at"])).max()
+    return None if pd.isna(last) else pd.Timestamp(last)
