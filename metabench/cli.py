@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="leave out the reference runs shipped with metabench (shown by default, marked 'reference')")
 
     p = sub.add_parser("reproduce", help="re-run a stored cell from its configuration and compare its test rows")
-    p.add_argument("run_id", help="a run id (a folder name in the results folder)")
+    p.add_argument("run_id", help="a run id (a folder name in the results folder, or of the shipped reference set)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--scratch", default=None, metavar="DIR",
                    help="where the rerun writes (default: a new temporary folder); the stored run is never touched")
@@ -272,6 +272,8 @@ def cmd_reproduce(args) -> int:
         if bar is not None:
             bar.close()
     print(f"{args.run_id}: {result.summary()}")
+    if result.stored_in is not None and result.stored_in.resolve() != Path(args.results_dir).resolve():
+        print(f"stored run: the shipped reference set ({result.stored_in})")
     print(f"rerun written to {result.scratch}")
     return 0 if result.identical or result.inside_spread else 1
 

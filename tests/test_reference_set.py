@@ -104,3 +104,16 @@ def test_the_readme_table_is_generated_from_the_shipped_set():
     block = current_block((ROOT / "README.md").read_text(encoding="utf-8"))
     assert block is not None, "README.md lacks the reference-table markers"
     assert block == readme_block(markdown_table()), "run `metabench reference table --write`"
+
+
+def test_reproduce_finds_a_shipped_run_and_reports_identical_rows(tmp_path, run_cli):
+    run_id = "bandit-k5-n100--greedy--quick--seed0"   # a classical row: no training, seconds
+    before = {p: p.read_bytes() for p in (reference_dir() / run_id).iterdir()}
+    rc, out, err = run_cli(["reproduce", run_id, "--results-dir", str(tmp_path / "mine"),
+                            "--scratch", str(tmp_path / "scratch"), "--quiet"])
+    assert rc == 0, err
+    assert f"{run_id}: identical: all 3000 (task, metric) rows" in out and "fingerprints agree" in out
+    assert "the shipped reference set" in out
+    assert {p: p.read_bytes() for p in (reference_dir() / run_id).iterdir()} == before
+    rc, out, err = run_cli(["reproduce", "bandit-k5-n100--nosuch--quick--seed0", "--results-dir", str(tmp_path)])
+    assert rc == 2 and "nor in the shipped reference set" in err

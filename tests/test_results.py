@@ -300,17 +300,25 @@ def test_export_formats(db):
     assert "accuracy mean ± 95% CI" in lines[0]
     assert "98.00% ± 0.75%" in lines[2] and "protonet" in lines[2]
     assert "95.00% ± 1.51%" in lines[3] and "1.41%" in lines[3]
-    assert len({line.index("protonet") if "protonet" in line else line.index("maml") for line in lines[2:]}) == 1
+    assert len({line.index("protonet") if "protonet" in line else line.index("maml") for line in lines[2:4]}) == 1
+    # issue 22: the transductive entry carries a dagger, explained under the table; budgets are a column
+    assert "maml† " in lines[3] and "protonet†" not in lines[2] and lines[4].startswith("† transductive")
+    assert "3 inner steps" in lines[3] and "1 support pass" in lines[2] and "budget" in lines[0]
 
     md = format_leaderboard(lb, "markdown").splitlines()
     assert md[0].startswith("*omniglot-5w1s (version 2), accuracy (higher is better): mean ± 95% CI over 10 fixed")
     assert md[2].startswith("| rank |") and md[3].startswith("|---:|")
     assert md[4].startswith("| 1 | **98.00% ± 0.75%** | protonet |")  # the best in bold
-    assert md[5].startswith("| 2 | 95.00% ± 1.51% | maml |")
+    assert md[5].startswith("| 2 | 95.00% ± 1.51% | maml† |") and "† transductive" in md[0]
     assert md[5].endswith("| worse (p<0.001) | 0.00 | 98.70% ± 0.40% |")  # MAML paper, same protocol
 
     csv = pd.read_csv(__import__("io").StringIO(format_leaderboard(lb, "csv")))
     assert list(csv.columns) == LEADERBOARD_COLUMNS
+    assert csv["entry"].tolist() == ["protonet", "maml†"] and csv["budget"].tolist() == ["1 support pass", "3 inner steps"]
+    assert r"maml$^\dagger$ & optimization" in format_leaderboard(lb, "latex")
+    only = db.leaderboard("omniglot-5w1s", transductive=False)
+    assert only["variant"].tolist() == ["protonet"] and only["rank"].tolist() == [1]
+    assert db.leaderboard("omniglot-5w1s", transductive=True)["entry"].tolist() == ["maml†"]
     assert csv["mean"].tolist() == pytest.approx([0.98, 0.95])
 
     sinusoid = format_leaderboard(db.leaderboard("sinusoid-5shot"), "table")

@@ -21,7 +21,9 @@ Implementation details
 
 Differences from the paper
     * The paper's Omniglot and miniImageNet runs use MAML's hyper-parameters; the presets here
-      are MAML's presets of this package (same differences from Finn et al. as `maml`), except
+      are MAML's presets of this package (same differences from Finn et al. as `maml`; on
+      miniImageNet MAML's appendix A.1 protocol; CIFAR-FS, which the ANIL paper does not run, takes
+      MAML's CIFAR-FS entries, i.e. that miniImageNet protocol), except
       on sinusoid (not in the paper), where training uses 5 inner steps instead of 1: with one,
       the learned head diverged over the 10 test steps.
     * Convolutions have no bias (batch norm follows).

@@ -19,6 +19,9 @@ from metabench.suites.base import KINDS, Suite, TaskBatch
 #: ``runs.contract_version``). Bump it when what the engine hands an algorithm, or expects back,
 #: changes; a plugin declaring another version is refused with a sentence saying so.
 CONTRACT_VERSION = 1
+#: The miniImageNet and CIFAR-FS suites: every built-in classifier spells out its presets for them
+#: (issue 22 section 1), so they never silently take the Omniglot settings.
+IMAGE_SUITES = ("miniimagenet-5w1s", "miniimagenet-5w5s", "cifarfs-5w1s", "cifarfs-5w5s")
 
 
 @dataclasses.dataclass(frozen=True)

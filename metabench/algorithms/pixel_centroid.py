@@ -13,6 +13,8 @@ Implementation details
     * `loss` is the cross-entropy of the softmax over negative squared distances (as ProtoNet's),
       reported for completeness; the primary metric is accuracy.
     * Each query is classified on its own (`transductive=False`).
+    * Every preset is empty on every suite, miniImageNet and CIFAR-FS included: there is nothing
+      to train or tune.  Its adaptation budget is one pass over the support set (the centroids).
 """
 from __future__ import annotations
 

@@ -50,6 +50,10 @@ Differences from the paper
     * The `quick` preset is the paper's setting with 20 times fewer meta-iterations (5,000).
       Before issue 20 the miniImageNet cells used the Omniglot values (5 inner iterations on 10
       shots, strided 64-channel Conv-4); they now follow the README commands for miniImageNet.
+    * CIFAR-FS is not in the paper, and no Reptile run on it was found in the reference notes;
+      its `paper` and `quick` entries are the README's miniImageNet commands (8 inner iterations
+      on 15 shots, eval batch 5 / 15, 32 filters with max-pooling), on 32x32 images.  Before
+      issue 22 the CIFAR-FS cells used the Omniglot values.
     * The authors' miniImageNet Conv-4 pools before batch norm (conv, max-pool, BN, ReLU); ours
       is conv, BN, ReLU, max-pool.
     * The current openai/supervised-reptile README lists re-tuned commands (e.g. Omniglot 1-shot
@@ -153,6 +157,9 @@ class Reptile(Algorithm):
             # authors' MiniImageNetModel: 32 filters with max-pooling (supervised_reptile/models.py)
             "miniimagenet-5w1s": dict(inner_steps=8, train_shot=15, arch="pool", hidden=32),
             "miniimagenet-5w5s": dict(inner_steps=8, train_shot=15, test_inner_batch=15, arch="pool", hidden=32),
+            # CIFAR-FS (not in the paper): the miniImageNet commands above (module docstring)
+            "cifarfs-5w1s": dict(inner_steps=8, train_shot=15, arch="pool", hidden=32),
+            "cifarfs-5w5s": dict(inner_steps=8, train_shot=15, test_inner_batch=15, arch="pool", hidden=32),
             "regression": dict(inner_optimizer="adam", inner_lr=0.01, inner_steps=5, inner_batch=10, train_shot=10,
                                meta_batch_size=5, test_inner_steps=10, test_inner_batch=5, outer_lr=1.0,
                                hidden=40),

@@ -11,7 +11,9 @@ and its per-task rows are compared with the stored rows:
   tasks, and whether it is inside the seed-to-seed spread of the run's entry (the standard
   deviation of the per-seed means of the other finished seeds of the same entry in the folder).
 
-It also says whether the fixed test tasks' fingerprints agree (issue 21 §3).
+It also says whether the fixed test tasks' fingerprints agree (issue 21 §3). A run id that is not
+in the results folder is looked up in the shipped reference set (``metabench.reference``), so
+``metabench reproduce RUN_ID`` re-runs any shipped row; the shipped folder is only read.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ class Reproduction:
     """Std of the per-seed means of the entry's other seeds and the rerun (None: no other seeds)."""
     same_tasks: bool | None = None
     """Whether the test-task fingerprints agree (None: the stored run recorded none)."""
+    stored_in: Path | None = None
+    """The folder the stored run was found in (the results folder or the shipped reference set)."""
 
     @property
     def inside_spread(self) -> bool | None:
@@ -86,16 +90,27 @@ def _seed_spread(results_dir: Path, row: dict[str, Any], rerun_mean: float) -> f
     return float(np.std(means, ddof=1)) if len(means) >= 2 else None
 
 
+def locate(results_dir: str | Path, run_id: str) -> Path:
+    """The folder holding the stored run ``run_id``: ``results_dir``, else the shipped reference
+    set; ConfigError naming both when neither has it."""
+    from metabench.reference import reference_dir
+
+    check_run_id(run_id)
+    for folder in (Path(results_dir), reference_dir()):
+        if (folder / run_id / "runs.parquet").exists():
+            return folder
+    raise ConfigError(f"no run {run_id!r} in {results_dir} (expected {Path(results_dir) / run_id / 'runs.parquet'}) "
+                      f"nor in the shipped reference set; `metabench leaderboard --results-dir {results_dir} "
+                      f"--format csv` and `metabench reference status` list what is there")
+
+
 def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | None = None, data_root=None,
               device: str = "cpu", allow_download: bool = True,
               progress: Callable[[dict[str, Any]], None] | None = None) -> Reproduction:
-    """Re-run the stored cell ``run_id`` of ``results_dir`` into ``scratch`` and compare."""
-    results_dir = Path(results_dir)
-    check_run_id(run_id)
+    """Re-run the stored cell ``run_id`` of ``results_dir`` (or of the shipped reference set, when
+    ``results_dir`` has no such run) into ``scratch`` and compare."""
+    results_dir = locate(results_dir, run_id)
     path = results_dir / run_id / "runs.parquet"
-    if not path.exists():
-        raise ConfigError(f"no run {run_id!r} in {results_dir} (expected {path}); `metabench leaderboard "
-                          f"--results-dir {results_dir} --format csv` lists what is there")
     row = read_table(path, "runs").iloc[0].to_dict()
     if row["status"] != "finished":
         raise ConfigError(f"run {run_id} is {row['status']}, not finished: there are no test rows to compare")
@@ -122,7 +137,7 @@ def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | Non
     same_tasks = None if not isinstance(stored_fp, str) else stored_fp == new_row["tasks_fingerprint"]
     metric = str(row["primary_metric"])
     identical = a.index.equals(b.index) and bool(np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
-    result = Reproduction(run_id, scratch, identical, len(a), metric, same_tasks=same_tasks)
+    result = Reproduction(run_id, scratch, identical, len(a), metric, same_tasks=same_tasks, stored_in=results_dir)
     if not identical:
         x, y = b.loc[metric], a.loc[metric]
         both = x.index.intersection(y.index)
