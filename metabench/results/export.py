@@ -8,6 +8,10 @@ protocol and the number of test tasks.
 
 Entries are named by their variant (``maml[inner_steps=3]``; the plain algorithm name when the
 run used its preset as is, so tables of plain runs read as before) in the "algorithm" column.
+Transductive entries (issue 22) carry a dagger on that name (``maml†``, ``TRANSDUCTIVE_MARK``) in
+every format, explained by a footnote (the table's last line, the Markdown and LaTeX caption);
+CSV and Parquet carry the marked name in the leaderboard's ``entry`` column. Each row's test-time
+adaptation budget (``budget``: '10 inner steps', '1 support pass') is a column of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from metabench.errors import ConfigError
 from metabench.results.metrics import format_value
 
 FORMATS = ("table", "csv", "markdown", "latex")
+#: Appended to the name of a transductive entry in every table and export.
+TRANSDUCTIVE_MARK = "†"
+#: The footnote that explains ``TRANSDUCTIVE_MARK``.
+TRANSDUCTIVE_NOTE = ("† transductive: the test queries of a task pass through the network together (batch-norm "
+                     "statistics of the query batch), information a row without † does not use (each of its queries "
+                     "is classified on its own)")
 #: Every format ``leaderboard_bytes`` writes (Parquet is binary, so not a ``format_leaderboard`` one).
 FILE_FORMATS = (*FORMATS, "parquet")
 
@@ -29,7 +39,7 @@ _TEXT_COLUMNS = [
     ("variant", "algorithm"), ("family", "family"), ("preset", "preset"),
     ("std_seeds", "std (seeds)"), ("n_seeds", "seeds"), ("n_tasks", "tasks"),
     ("split_scheme", "split"), ("transductive", "transductive"), ("query_batch", "query batch"),
-    ("vs_best", "vs best"), ("prob_improvement", "P(beats best)"),
+    ("budget", "budget"), ("vs_best", "vs best"), ("prob_improvement", "P(beats best)"),
 ]  # fmt: skip
 _RIGHT_ALIGNED = {0, 1, 5, 6, 7}  # rank, mean ± CI, std, seeds, tasks (positions in the header)
 
@@ -56,7 +66,8 @@ def format_leaderboard(df: pd.DataFrame, fmt: str = "table") -> str:
         rows = [[f"**{c}**" if i == 1 and b else c for i, c in enumerate(r)] for r, b in zip(rows, bold)]
         caption = f"*{caption_text(df)}*\n\n" if len(df) else ""
         return caption + _markdown(header, rows)
-    return _aligned(header, rows)
+    footnote = f"{TRANSDUCTIVE_NOTE}\n" if any(_transductive(r) for r in df.to_dict("records")) else ""
+    return _aligned(header, rows) + footnote
 
 
 def leaderboard_bytes(df: pd.DataFrame, fmt: str) -> bytes:
@@ -80,8 +91,32 @@ def frame_bytes(df: pd.DataFrame, fmt: str) -> bytes:
     raise ConfigError(f"Unknown table format {fmt!r}; expected csv or parquet.")
 
 
+def entry_names(df: pd.DataFrame) -> list[str]:
+    """Each row's display name: its variant (or algorithm), with ``TRANSDUCTIVE_MARK`` when the
+    row is transductive (the leaderboard's ``entry`` column)."""
+    return [_plain(_entry(rec)) + (TRANSDUCTIVE_MARK if _transductive(rec) else "") for rec in df.to_dict("records")]
+
+
+def budget_text(budget: object, unit: object) -> str:
+    """A recorded adaptation budget as the leaderboard's ``budget`` column shows it: '10 inner
+    steps', '1 inner step', '1 support pass', 'none', 'trial' (meta-RL: online, within the trial);
+    '' when the run recorded none."""
+    if _missing(unit) or not unit:
+        return ""
+    if unit == "trial":
+        return "trial"
+    if _missing(budget):
+        return str(unit)
+    n = int(budget)
+    if unit == "none" or n == 0:
+        return "none"
+    singular = {"inner steps": "inner step", "support passes": "support pass"}.get(str(unit), str(unit))
+    return f"{n} {singular if n == 1 else unit}"
+
+
 def caption_text(df: pd.DataFrame) -> str:
-    """One sentence naming the suite, metric, protocol and number of test tasks of a leaderboard."""
+    """One sentence naming the suite, metric, protocol and number of test tasks of a leaderboard
+    (plus the dagger's footnote, ``TRANSDUCTIVE_NOTE``, when a row is transductive)."""
     first = df.iloc[0]
     metric = str(first["metric"])
     suite = str(first.get("suite", "")) if "suite" in df else ""
@@ -97,11 +132,12 @@ def caption_text(df: pd.DataFrame) -> str:
     tasks = sorted({int(n) for n in df["n_tasks"]})
     seeds = sorted({int(n) for n in df["n_seeds"]})
     what = f"{metric} ({first['direction']} is better)"
+    note = f" {TRANSDUCTIVE_NOTE}." if "yes" in trans else ""
     return (
         f"{suite} (version {_plain(first['suite_version'])}), {what}: mean ± 95% CI over "
         f"{'/'.join(map(str, tasks))} fixed test tasks after averaging "
         f"{'/'.join(map(str, seeds))} seed(s); {'; '.join(protocol)}. Bold: best and entries "
-        "not significantly different from it (paired t-test on the test tasks, p ≥ 0.05)."
+        f"not significantly different from it (paired t-test on the test tasks, p ≥ 0.05).{note}"
     )
 
 
@@ -124,6 +160,11 @@ def _entry(rec: dict) -> object:
     """A leaderboard row's name: its variant, or the algorithm in a frame without variants."""
     variant = rec.get("variant")
     return rec.get("algorithm") if _missing(variant) else variant
+
+
+def _transductive(rec: dict) -> bool:
+    value = rec.get("transductive")
+    return not _missing(value) and not isinstance(value, str) and bool(value)
 
 
 def _latex(df: pd.DataFrame) -> str:
@@ -149,11 +190,13 @@ def _latex(df: pd.DataFrame) -> str:
             cell = rf"\textbf{{{cell}}}"
         p = rec.get("p_vs_best")
         p_text = "--" if _missing(p) else ("$<$0.001" if p < 0.001 else f"{p:.3f}")
-        row = [_tex(rec["rank"]), _tex(_entry(rec)), _tex(rec["family"]), cell,
+        name = _tex(_entry(rec)) + (r"$^\dagger$" if _transductive(rec) else "")
+        row = [_tex(rec["rank"]), name, _tex(rec["family"]), cell,
                num(rec["std_seeds"]), _tex(rec["n_seeds"]), *[_tex(rec[c]) for c, _ in varying], p_text]  # fmt: skip
         lines.append(" & ".join(row) + r" \\")
     suite = _plain(df["suite"].iloc[0]) if "suite" in df else "leaderboard"
-    caption = _tex(caption_text(df)).replace("±", r"$\pm$").replace("≥", r"$\geq$")
+    caption = (_tex(caption_text(df)).replace("±", r"$\pm$").replace("≥", r"$\geq$")
+               .replace(TRANSDUCTIVE_MARK, r"$^\dagger$"))
     label = "tab:" + "".join(ch if ch.isalnum() else "-" for ch in suite)
     spec = "rll" + "r" * 3 + "l" * len(varying) + "r"
     return "\n".join([
@@ -168,7 +211,7 @@ def _latex(df: pd.DataFrame) -> str:
 def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     metrics = df["metric"].unique() if "metric" in df else []
     mean_title = f"{metrics[0]} mean ± 95% CI" if len(metrics) == 1 else "mean ± 95% CI"
-    columns = list(_TEXT_COLUMNS)
+    columns = [(c, t) for c, t in _TEXT_COLUMNS if c in df or c == "variant"]
     if "published" in df and df["published"].notna().any():
         columns.append(("published", "published"))
     if "source" in df and (df["source"] != "yours").any():  # reference rows shown (issue 21): whose is which
@@ -183,6 +226,8 @@ def _text_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         row = [_plain(rec["rank"]), cell]
         for column, _ in columns:
             value = _entry(rec) if column == "variant" else rec[column]
+            if column == "variant" and _transductive(rec):
+                value = f"{_plain(value)}{TRANSDUCTIVE_MARK}"
             if column == "published" and not _missing(value):
                 pci = rec.get("published_ci95")
                 row.append(format_value(metric, value) + ("" if _missing(pci) else f" ± {format_value(metric, pci)}"))
