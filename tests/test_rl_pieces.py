@@ -11,7 +11,7 @@ from metabench.rl.core import RLTaskBatch
 from metabench.rl.envs import BanditEnv
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
-from metabench.rl.rollout import RecurrentAgent, run_trials
+from metabench.rl.rollout import RecurrentAgent, one_hot_action, run_trials
 from metabench.rl.trpo import (conjugate_gradient, fisher_vector_product, line_search, natural_step,
                                surrogate_loss, trpo_step)
 
@@ -183,4 +183,8 @@ def test_recurrent_agent_resets_its_memory_at_each_trial():
     run_trials(env, agent, n_trials=2)
     assert seen == [None, "h", None, "h"]
     assert agent.trial().inputs.shape == (2, 2, 1)        # the last trial's inputs, no closing input
+
+
+def test_one_hot_previous_action_is_zero_before_the_first_action():
+    assert one_hot_action(torch.tensor([-1, 0, 2]), 3, torch.float32).tolist() == [[0, 0, 0], [1, 0, 0], [0, 0, 1]]
 

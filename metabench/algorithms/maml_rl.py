@@ -40,6 +40,9 @@ Implementation details
     * `outer="ppo"`: a documented alternative to TRPO -- `ppo_epochs` Adam steps on PPO's
       clipped surrogate of the post-update policy (the inner step is re-differentiated at each
       step).
+    * Shared machinery: the TRPO step (conjugate gradient, line search) is `metabench.rl.trpo`,
+      the PPO surrogate `metabench.rl.ppo`; this file keeps what is MAML's own: the batched
+      learners, the inner step, the segments, the baseline and the meta-objective.
 
 Differences from the paper
     * The outer step's Hessian-vector products are exact (double backward through the inner
@@ -67,6 +70,7 @@ from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import discounted_returns
+from metabench.rl.rollout import episode_returns, per_task
 from metabench.rl.trpo import conjugate_gradient, surrogate_loss, trpo_step  # noqa: F401  (conjugate_gradient: re-exported)
 
 Params = dict[str, torch.Tensor]
@@ -252,7 +256,12 @@ class MAMLRL(Algorithm):
 
     @torch.no_grad()
     def _play(self, env, params: Params, L: int, n_steps: int, obs: torch.Tensor, g: torch.Generator):
-        """Roll `n_steps` with per-learner params: returns the segment dict and the next obs."""
+        """Roll `n_steps` with per-learner params: returns the segment dict and the next obs.
+
+        Not `metabench.rl.rollout.run_trials`: a segment is part of a trial (the learners adapt
+        between segments, and meta-training stops before the trial ends), the policy is a
+        different feed-forward network per learner, and the baseline needs each step's time in
+        its episode."""
         B = env.n_envs
         obs_l, act_l, rew_l, done_l, t_l = [], [], [], [], []
         for _ in range(n_steps):
@@ -403,6 +412,4 @@ class MAMLRL(Algorithm):
                     params = {n: p.detach().requires_grad_() for n, p in params.items()}
                     params = {n: p.detach() for n, p in self._inner_step(params, self._prepare(seg, L), lr, False).items()}
         rew = torch.cat(rewards)                                                  # (trial_length, B)
-        ep = rew.reshape(env.episodes_per_trial, env.horizon, env.n_envs).sum(1).T   # (B, n_episodes)
-        returns = ep.reshape(env.n_tasks, n_copies, -1).mean(1)
-        return suite.score(tasks, returns)
+        return suite.score(tasks, per_task(episode_returns(rew, env.horizon), n_copies))   # (T, n_episodes)

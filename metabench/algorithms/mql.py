@@ -24,6 +24,12 @@ Summary
     episodes of a test trial can use what the earlier ones revealed about the task.
 
 Implementation details
+    * Layout: `MQL` is the registered entry and holds what both learners share (the replay
+      buffer of whole trials, the recurrent rollout, the meta-step, evaluation); constructing it
+      gives a `DoubleDQN` (discrete actions) or a `TD3` (continuous), each of which holds only its
+      networks, its exploration, its update and its metrics.  The targets and the Polyak average
+      are `metabench.rl.q_targets`; the trial is played by `metabench.rl.rollout.RecurrentAgent`.
+      The module is longer than most because it holds these two learners.
     * Vectorised collection: each meta-step plays one trial on `n_envs_per_task` copies of each
       of `meta_batch_size` train tasks at once and appends the trials to a ring buffer of
       `buffer_trials` trials (tensors on the device); then `updates_per_step` gradient steps on
@@ -78,7 +84,7 @@ from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
-from metabench.rl.rollout import RecurrentAgent, episode_returns, per_task, run_trials
+from metabench.rl.rollout import RecurrentAgent, episode_returns, one_hot_action, per_task, run_trials
 
 
 @dataclass(frozen=True)
@@ -197,8 +203,7 @@ class ContextQNet(nn.Module):
                                nn.Linear(hidden, n_actions + int(dueling)))
 
     def inputs(self, obs, prev_action, prev_reward, prev_done, progress: float) -> torch.Tensor:
-        a = F.one_hot(prev_action.clamp_min(0), self.n_actions).to(obs.dtype)
-        a = a * (prev_action >= 0).unsqueeze(-1).to(obs.dtype)    # -1: no previous action
+        a = one_hot_action(prev_action, self.n_actions, obs.dtype)   # -1 (no previous action): zeros
         return torch.cat([obs, a, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1),
                           torch.full_like(prev_reward, progress).unsqueeze(-1)], -1)
 
@@ -215,6 +220,19 @@ class ContextQNet(nn.Module):
 
 
 class MQL(Algorithm):
+    """The registered entry: one name, two learners that share the trial replay buffer, the
+    recurrent rollout and the meta-step; constructing `MQL` gives a `DoubleDQN` on discrete
+    action spaces and a `TD3` on continuous ones (the suite's kind decides).
+
+    Each learner defines: `_build(config, seed)` (networks, targets, optimisers; ``context``, the
+    module whose GRU reads the trial and whose ``inputs`` builds its input), `_policy(training,
+    n_envs, g)` -> ``act(x, h)`` for `RecurrentAgent` (the exploring policy of this meta-step, or
+    the evaluation policy), `_update(idx)` (one gradient step on the buffered trials ``idx``),
+    `_summary(updates, trial_return)` (the meta-step's metrics), ``_PARAMETERS`` (key prefix ->
+    the online network whose parameters are the meta-parameters) and ``_STATE`` (the attributes
+    its checkpoint holds: modules and optimisers by their ``state_dict``, integers as they are).
+    """
+
     name = "mql"
     family = "rl-q-learning"
     supports = frozenset({"rl-discrete", "rl-continuous"})
@@ -248,39 +266,180 @@ class MQL(Algorithm):
                   "rl-continuous": dict(meta_steps=5000, eval_every=500, n_val_tasks=500)},
     }
 
+    _PARAMETERS: dict[str, str] = {}
+    _STATE: tuple[str, ...] = ()
+
+    def __new__(cls, suite, *args, **kwargs):
+        if cls is MQL:
+            cls = TD3 if suite.kind == "rl-continuous" else DoubleDQN
+        return super().__new__(cls)
+
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         probe = suite.make_env(suite.sample("train", 1, torch.Generator().manual_seed(0)), 1, device=self.device)
         if hasattr(probe, "close"):
             probe.close()
-        self.space = probe.action_space
-        self.continuous = not self.space.discrete
-        if self.continuous:
-            self._init_td3(probe, config, seed)
-            return
-        self.n_actions, self.obs_dim = probe.action_space.n, probe.obs_dim
-        self.trial_length = probe.trial_length
+        self.space, self.obs_dim, self.trial_length = probe.action_space, probe.obs_dim, probe.trial_length
+        if self.space.discrete != isinstance(self, DoubleDQN):
+            raise ConfigError(f"mql: {suite.id} is {suite.kind} but its action space is "
+                              f"{'discrete' if self.space.discrete else 'continuous'}")
+        self._build(config, seed)
+        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 3)
+        # Ring buffer of whole trials: inputs x_t (what the GRU reads before acting at t), actions,
+        # rewards; x_{t+1} is the next row (the row after the trial's last step is the closing input).
+        n, C = self.trial_length, config.buffer_trials
+        in_dim = self.obs_dim + (self.space.n if self.space.discrete else self.space.dim) + 3
+        self.buf_x = torch.zeros(C, n + 1, in_dim, device=self.device)
+        self.buf_a = torch.zeros(C, n, *self.space.shape, dtype=torch.long if self.space.discrete else torch.float32,
+                                 device=self.device)
+        self.buf_r = torch.zeros(C, n, device=self.device)
+        self.size, self.ptr, self.steps = 0, 0, 0
+
+    # --- contract -----------------------------------------------------------------------------
+    def train_request(self) -> TrainRequest:
+        return TrainRequest(n_tasks=self.config.meta_batch_size)
+
+    def meta_parameters(self) -> dict[str, torch.Tensor]:
+        return {prefix + k: v for prefix, net in self._PARAMETERS.items() for k, v in getattr(self, net).named_parameters()}
+
+    def state_dict(self):
+        own = {k: getattr(self, k) for k in self._STATE}
+        return {**{k: v if isinstance(v, int) else v.state_dict() for k, v in own.items()},
+                "gen": self.gen.get_state(), "steps": self.steps, "size": self.size, "ptr": self.ptr,
+                "buf_x": self.buf_x[:self.size].clone(), "buf_a": self.buf_a[:self.size].clone(),
+                "buf_r": self.buf_r[:self.size].clone()}
+
+    def load_state_dict(self, state) -> None:
+        for k in self._STATE:
+            if isinstance(getattr(self, k), int):
+                setattr(self, k, int(state[k]))
+            else:
+                getattr(self, k).load_state_dict(state[k])
+        self.gen.set_state(state["gen"])
+        self.steps, self.size, self.ptr = int(state["steps"]), int(state["size"]), int(state["ptr"])
+        self.buf_x[:self.size] = state["buf_x"]
+        self.buf_a[:self.size] = state["buf_a"]
+        self.buf_r[:self.size] = state["buf_r"]
+
+    # --- the meta-step, shared ----------------------------------------------------------------
+    @torch.no_grad()
+    def _play(self, tasks: RLTaskBatch, n_copies: int, training: bool, env_gen, pol_gen):
+        """One trial per copy: inputs (n + 1, B, in) (the last is the closing input), actions in
+        the policy's units (n, B[, dim]), rewards (n, B), env."""
+        env = self.suite.make_env(tasks, n_copies, generator=env_gen, device=self.device)
+        agent = RecurrentAgent(self.context.inputs, self._policy(training, env.n_envs, pol_gen), closing_input=True)
+        rollout = run_trials(env, agent)
+        if hasattr(env, "close"):
+            env.close()
+        trial = agent.trial()
+        return trial.inputs, trial.actions, rollout.rewards, env
+
+    def _store(self, x, a, r) -> None:
+        B = a.shape[1]
+        C = self.config.buffer_trials
+        idx = (self.ptr + torch.arange(B, device=self.device)) % C
+        self.buf_x[idx], self.buf_a[idx], self.buf_r[idx] = x.transpose(0, 1), a.transpose(0, 1), r.T
+        self.ptr = (self.ptr + B) % C
+        self.size = min(self.size + B, C)
+
+    def _batch(self, idx: torch.Tensor):
+        """Buffered trials `idx`, time-major: inputs (n + 1, b, in), actions (n, b[, dim]), rewards
+        (n, b), and the terminal flags (n, b): only the trial's last step, no bootstrap after it."""
+        x = self.buf_x[idx].transpose(0, 1)
+        a, r = self.buf_a[idx].transpose(0, 1), self.buf_r[idx].T
+        terminal = torch.zeros_like(r)
+        terminal[-1] = 1.0
+        return x, a, r, terminal
+
+    def meta_train_step(self, tasks: RLTaskBatch) -> dict[str, float]:
+        c = self.config
+        x, a, r, _ = self._play(tasks, c.n_envs_per_task, True, self.gen, self.gen)
+        self._store(x, a, r)
+        updates = []
+        for _ in range(c.updates_per_step):
+            idx = torch.randint(0, self.size, (min(c.batch_trials, self.size),), generator=self.gen, device=self.device)
+            updates.append(self._update(idx))
+        summary = self._summary(updates, float(r.sum(0).mean()))
+        self.steps += 1
+        return summary
+
+    def evaluate(self, tasks: RLTaskBatch) -> dict[str, torch.Tensor]:
+        """Play `suite.eval_trials` trials per task with the evaluation policy (discrete: greedy,
+        or `eval_eps`-greedy; continuous: the actor, plus `eval_noise`); the context is the only
+        thing that adapts."""
+        n_copies = self.suite.eval_trials
+        _, _, rew, env = self._play(tasks, n_copies, False, eval_generator(tasks, "env", self.device),
+                                    eval_generator(tasks, "policy/mql", self.device))
+        return self.suite.score(tasks, per_task(episode_returns(rew, env.horizon), n_copies))
+
+
+class DoubleDQN(MQL):
+    """Discrete actions: Q(s_t, z_t, .) from `ContextQNet`, epsilon-greedy exploration, double-DQN
+    targets from a Polyak-averaged target network, Huber loss."""
+
+    _PARAMETERS = {"": "net"}
+    _STATE = ("net", "target", "opt")
+
+    def _build(self, config: Config, seed: int) -> None:
+        self.n_actions = self.space.n
         build = lambda: ContextQNet(self.obs_dim, self.n_actions, config.hidden, config.dueling)   # noqa: E731
         self.net = seeded_init(seed, build).to(self.device)
         self.target = seeded_init(seed, build).to(self.device)
         self.target.load_state_dict(self.net.state_dict())
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 3)
-        n, C = self.trial_length, config.buffer_trials
-        in_dim = self.obs_dim + self.n_actions + 3
-        # Ring buffer of whole trials: inputs x_t (what the GRU reads before acting at t), actions,
-        # rewards; x_{t+1} is the next row (and the row after the trial's last step is unused).
-        self.buf_x = torch.zeros(C, n + 1, in_dim, device=self.device)
-        self.buf_a = torch.zeros(C, n, dtype=torch.long, device=self.device)
-        self.buf_r = torch.zeros(C, n, device=self.device)
-        self.size, self.ptr, self.steps = 0, 0, 0
+        self.context = self.net
 
-    def _init_td3(self, probe, config: Config, seed: int) -> None:
+    def _epsilon(self) -> float:
+        c = self.config
+        return c.eps_start + min(self.steps / c.eps_steps, 1.0) * (c.eps_end - c.eps_start)
+
+    def _policy(self, training: bool, n_envs: int, g: torch.Generator):
+        eps = self._epsilon() if training else self.config.eval_eps
+
+        def act(x, h):
+            q, h = self.net(x[None], h)
+            greedy = q[0].argmax(-1)
+            rand = torch.randint(0, self.n_actions, (n_envs,), generator=g, device=self.device)
+            explore = torch.rand(n_envs, generator=g, device=self.device) < eps
+            a = torch.where(explore, rand, greedy)
+            return a, a, {}, h
+        return act
+
+    def _update(self, idx: torch.Tensor) -> float:
+        c = self.config
+        x, a, r, terminal = self._batch(idx)
+        q_all, _ = self.net(x)                                    # (n + 1, b, A)
+        with torch.no_grad():
+            q_tgt, _ = self.target(x)
+            y = double_dqn_target(r, terminal, q_all[1:].detach(), q_tgt[1:], c.gamma)
+        q = q_all[:-1].gather(-1, a.unsqueeze(-1)).squeeze(-1)
+        loss = F.smooth_l1_loss(q, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+        self.opt.step()
+        polyak_update(self.net, self.target, c.tau)
+        return float(loss.detach())
+
+    def _summary(self, updates: list[float], trial_return: float) -> dict[str, float]:
+        return {"loss": sum(updates) / len(updates), "epsilon": self._epsilon(), "trial_return": trial_return}
+
+
+class TD3(MQL):
+    """Continuous actions: twin critics on the context (`ContextCritic`) and a deterministic actor
+    in units of the action bound, TD3 targets (clipped double-Q, target policy smoothing), the
+    actor and both targets updated every `policy_delay` critic updates; Gaussian exploration
+    noise after `random_steps` meta-steps of uniform random actions."""
+
+    _PARAMETERS = {"critic.": "critic", "actor.": "actor"}
+    _STATE = ("critic", "critic_target", "actor", "actor_target", "critic_opt", "actor_opt", "updates",
+              "actor_updates")
+
+    def _build(self, config: Config, seed: int) -> None:
         sp = self.space
         if sp.low != -sp.high:
             raise ConfigError(f"mql (TD3) expects a symmetric action box [-b, b], got [{sp.low}, {sp.high}]")
-        self.act_dim, self.obs_dim, self.trial_length = sp.dim, probe.obs_dim, probe.trial_length
-        h = config.hidden
+        self.act_dim, h = sp.dim, config.hidden
         build_critic = lambda: ContextCritic(self.obs_dim, self.act_dim, h)             # noqa: E731
         build_actor = lambda: Actor(h + self.obs_dim + 1, self.act_dim, h)               # noqa: E731
         self.critic = seeded_init(seed, build_critic).to(self.device)
@@ -291,167 +450,34 @@ class MQL(Algorithm):
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
-        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 3)
-        n, C = self.trial_length, config.buffer_trials
-        self.buf_x = torch.zeros(C, n + 1, self.obs_dim + self.act_dim + 3, device=self.device)
-        self.buf_a = torch.zeros(C, n, self.act_dim, device=self.device)
-        self.buf_r = torch.zeros(C, n, device=self.device)
-        self.size, self.ptr, self.steps = 0, 0, 0
+        self.context = self.critic
         #: critic updates so far (the actor and the targets move when it is a multiple of policy_delay)
         self.updates, self.actor_updates = 0, 0
 
-    # --- contract -----------------------------------------------------------------------------
-    def train_request(self) -> TrainRequest:
-        return TrainRequest(n_tasks=self.config.meta_batch_size)
-
-    def meta_parameters(self) -> dict[str, torch.Tensor]:
-        if self.continuous:
-            return {**{f"critic.{k}": v for k, v in self.critic.named_parameters()},
-                    **{f"actor.{k}": v for k, v in self.actor.named_parameters()}}
-        return dict(self.net.named_parameters())
-
-    def _buffer_state(self):
-        return {"gen": self.gen.get_state(), "steps": self.steps, "size": self.size, "ptr": self.ptr,
-                "buf_x": self.buf_x[:self.size].clone(), "buf_a": self.buf_a[:self.size].clone(),
-                "buf_r": self.buf_r[:self.size].clone()}
-
-    def state_dict(self):
-        if self.continuous:
-            return {"critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-                    "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-                    "critic_opt": self.critic_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                    "updates": self.updates, "actor_updates": self.actor_updates, **self._buffer_state()}
-        return {"net": self.net.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict(),
-                "gen": self.gen.get_state(), "steps": self.steps, "size": self.size, "ptr": self.ptr,
-                "buf_x": self.buf_x[:self.size].clone(), "buf_a": self.buf_a[:self.size].clone(),
-                "buf_r": self.buf_r[:self.size].clone()}
-
-    def load_state_dict(self, state) -> None:
-        if self.continuous:
-            for name in ("critic", "critic_target", "actor", "actor_target", "critic_opt", "actor_opt"):
-                getattr(self, name).load_state_dict(state[name])
-            self.updates, self.actor_updates = int(state["updates"]), int(state["actor_updates"])
-        else:
-            self.net.load_state_dict(state["net"])
-            self.target.load_state_dict(state["target"])
-            self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
-        self.steps, self.size, self.ptr = int(state["steps"]), int(state["size"]), int(state["ptr"])
-        self.buf_x[:self.size] = state["buf_x"]
-        self.buf_a[:self.size] = state["buf_a"]
-        self.buf_r[:self.size] = state["buf_r"]
-
-    # --- acting -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _play(self, tasks: RLTaskBatch, n_copies: int, eps: float, env_gen, pol_gen):
-        """One epsilon-greedy trial per copy: inputs (n + 1, B, in), actions (n, B), rewards (n, B), env."""
-        env = self.suite.make_env(tasks, n_copies, generator=env_gen, device=self.device)
-        B = env.n_envs
-
-        def act(x, h):
-            q, h = self.net(x[None], h)
-            greedy = q[0].argmax(-1)
-            rand = torch.randint(0, self.n_actions, (B,), generator=pol_gen, device=self.device)
-            explore = torch.rand(B, generator=pol_gen, device=self.device) < eps
-            a = torch.where(explore, rand, greedy)
-            return a, a, {}, h
-
-        agent = RecurrentAgent(self.net.inputs, act, closing_input=True)
-        rollout = run_trials(env, agent)
-        trial = agent.trial()
-        return trial.inputs, trial.actions, rollout.rewards, env
-
-    # --- learning -----------------------------------------------------------------------------
-    def _store(self, x, a, r) -> None:
-        B = a.shape[1]
-        C = self.config.buffer_trials
-        idx = (self.ptr + torch.arange(B, device=self.device)) % C
-        self.buf_x[idx], self.buf_a[idx], self.buf_r[idx] = x.transpose(0, 1), a.transpose(0, 1), r.T
-        self.ptr = (self.ptr + B) % C
-        self.size = min(self.size + B, C)
-
-    def _td_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        x = self.buf_x[idx].transpose(0, 1)                       # (n + 1, b, in)
-        a, r = self.buf_a[idx].T, self.buf_r[idx].T               # (n, b)
-        q_all, _ = self.net(x)                                    # (n + 1, b, A)
-        with torch.no_grad():
-            q_tgt, _ = self.target(x)
-            terminal = torch.zeros_like(r)
-            terminal[-1] = 1.0                                    # the trial ends: no bootstrap
-            y = double_dqn_target(r, terminal, q_all[1:].detach(), q_tgt[1:], c.gamma)
-        q = q_all[:-1].gather(-1, a.unsqueeze(-1)).squeeze(-1)
-        return F.smooth_l1_loss(q, y)
-
-    def meta_train_step(self, tasks: RLTaskBatch) -> dict[str, float]:
-        if self.continuous:
-            return self._td3_meta_train_step(tasks)
-        c = self.config
-        eps = c.eps_start + min(self.steps / c.eps_steps, 1.0) * (c.eps_end - c.eps_start)
-        x, a, r, _ = self._play(tasks, c.n_envs_per_task, eps, self.gen, self.gen)
-        self._store(x, a, r)
-        losses = []
-        for _ in range(c.updates_per_step):
-            idx = torch.randint(0, self.size, (min(c.batch_trials, self.size),), generator=self.gen, device=self.device)
-            loss = self._td_loss(idx)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
-            self.opt.step()
-            polyak_update(self.net, self.target, c.tau)
-            losses.append(float(loss.detach()))
-        self.steps += 1
-        return {"loss": sum(losses) / len(losses), "epsilon": eps, "trial_return": float(r.sum(0).mean())}
-
-    def evaluate(self, tasks: RLTaskBatch) -> dict[str, torch.Tensor]:
-        """Play `suite.eval_trials` trials per task with the (epsilon-)greedy policy (continuous:
-        the actor, plus `eval_noise`); the context is the only thing that adapts."""
-        n_copies = self.suite.eval_trials
-        if self.continuous:
-            _, _, rew, env = self._play_continuous(tasks, n_copies, self.config.eval_noise, False,
-                                                   eval_generator(tasks, "env", self.device),
-                                                   eval_generator(tasks, "policy/mql", self.device))
-            return self.suite.score(tasks, per_task(episode_returns(rew, env.horizon), n_copies))
-        _, _, rew, env = self._play(tasks, n_copies, self.config.eval_eps, eval_generator(tasks, "env", self.device),
-                                    eval_generator(tasks, "policy/mql", self.device))
-        return self.suite.score(tasks, per_task(episode_returns(rew, env.horizon), n_copies))
-
-    # --- continuous actions: TD3 ----------------------------------------------------------------
-    @torch.no_grad()
-    def _play_continuous(self, tasks: RLTaskBatch, n_copies: int, noise: float, uniform: bool, env_gen, pol_gen):
-        """One trial per copy with the actor plus Gaussian noise of std `noise` (or uniform random
-        actions): inputs (n + 1, B, in), actions in units of the bound (n, B, dim), rewards (n, B), env."""
-        env = self.suite.make_env(tasks, n_copies, generator=env_gen, device=self.device)
-        B, bound = env.n_envs, self.space.high
+    def _policy(self, training: bool, n_envs: int, g: torch.Generator):
+        c, bound = self.config, self.space.high
+        uniform = training and self.steps < c.random_steps
+        noise = c.expl_noise if training else c.eval_noise
 
         def act(x, h):
             f, h = self.critic.features(x[None], h)
             if uniform:
-                a = torch.rand(B, self.act_dim, generator=pol_gen, device=self.device) * 2 - 1
+                a = torch.rand(n_envs, self.act_dim, generator=g, device=self.device) * 2 - 1
             else:
                 a = self.actor(f[0])
                 if noise > 0:
-                    a = (a + noise * torch.randn(a.shape, generator=pol_gen, device=self.device)).clamp(-1, 1)
+                    a = (a + noise * torch.randn(a.shape, generator=g, device=self.device)).clamp(-1, 1)
             return a, a * bound, {}, h
+        return act
 
-        agent = RecurrentAgent(self.critic.inputs, act, closing_input=True)
-        rollout = run_trials(env, agent)
-        if hasattr(env, "close"):
-            env.close()
-        trial = agent.trial()
-        return trial.inputs, trial.actions, rollout.rewards, env
-
-    def _td3_update(self, idx: torch.Tensor) -> tuple[float, float | None]:
+    def _update(self, idx: torch.Tensor) -> tuple[float, float | None]:
         """One critic update on the trials `idx`; every `policy_delay`-th, also the actor and the
         Polyak averages of both targets.  Returns (critic loss, actor loss or None)."""
         c = self.config
-        x = self.buf_x[idx].transpose(0, 1)                       # (n + 1, b, in)
-        a, r = self.buf_a[idx].transpose(0, 1), self.buf_r[idx].T  # (n, b, dim), (n, b)
+        x, a, r, terminal = self._batch(idx)                       # a: (n, b, dim)
         f, _ = self.critic.features(x)                            # (n + 1, b, feat)
         with torch.no_grad():
             f_tgt, _ = self.critic_target.features(x)
-            terminal = torch.zeros_like(r)
-            terminal[-1] = 1.0                                    # the trial ends: no bootstrap
             mu_next = self.actor_target(f_tgt[1:])
             noise = c.policy_noise * torch.randn(mu_next.shape, generator=self.gen, device=self.device)
             y = td3_target(r, terminal, mu_next, noise, lambda a_next: self.critic_target.q(f_tgt[1:], a_next),
@@ -478,20 +504,10 @@ class MQL(Algorithm):
         polyak_update(self.actor, self.actor_target, c.tau)
         return float(critic_loss.detach()), float(actor_loss.detach())
 
-    def _td3_meta_train_step(self, tasks: RLTaskBatch) -> dict[str, float]:
-        c = self.config
-        uniform = self.steps < c.random_steps
-        x, a, r, _ = self._play_continuous(tasks, c.n_envs_per_task, c.expl_noise, uniform, self.gen, self.gen)
-        self._store(x, a, r)
-        critic_losses, actor_losses = [], []
-        for _ in range(c.updates_per_step):
-            idx = torch.randint(0, self.size, (min(c.batch_trials, self.size),), generator=self.gen, device=self.device)
-            lc, la = self._td3_update(idx)
-            critic_losses.append(lc)
-            if la is not None:
-                actor_losses.append(la)
-        self.steps += 1
-        out = {"critic_loss": sum(critic_losses) / len(critic_losses), "trial_return": float(r.sum(0).mean()),
+    def _summary(self, updates: list[tuple[float, float | None]], trial_return: float) -> dict[str, float]:
+        critic_losses = [lc for lc, _ in updates]
+        actor_losses = [la for _, la in updates if la is not None]
+        out = {"critic_loss": sum(critic_losses) / len(critic_losses), "trial_return": trial_return,
                "actor_updates": float(self.actor_updates)}
         if actor_losses:
             out["actor_loss"] = sum(actor_losses) / len(actor_losses)

@@ -17,6 +17,8 @@ Implementation details
       of `meta_batch_size` train tasks at once (B = T * n_envs_per_task copies in one torch
       environment; `suite.make_env`), then runs `ppo_epochs` passes of PPO over the batch, in
       `n_minibatches` minibatches of whole trials (the GRU is re-run over each trial sequence).
+      The trial is played by `metabench.rl.rollout.RecurrentAgent` (the loop MQL's context uses
+      too); the clipped surrogate is `metabench.rl.ppo.ppo_clip_loss`.
     * Network: input -> Linear+tanh embedding -> GRU(`hidden`) -> policy head and value head.
       Input = observation, one-hot previous action (continuous: the previous action in units of
       the action bound), previous reward, previous done flag (all zeros at a trial start); with
@@ -88,7 +90,7 @@ from metabench.rl.core import ActionSpace, RLTaskBatch, eval_generator
 from metabench.rl.envs import BanditEnv
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import gae
-from metabench.rl.rollout import RecurrentAgent, episode_returns, per_task, run_trials
+from metabench.rl.rollout import RecurrentAgent, episode_returns, one_hot_action, per_task, run_trials
 
 
 @dataclass(frozen=True)
@@ -209,12 +211,7 @@ class RecurrentPolicy(nn.Module):
         """One step's input (..., obs_dim + act_in + 2, + 1 with `trial_progress`) from (...)
         previous action (continuous: in units of the action bound, as the policy outputs it),
         reward and done flag, and (`trial_progress` only) the fraction of the trial already played."""
-        if self.space.discrete:
-            # -1 = no previous action (trial start): an all-zero vector
-            a = F.one_hot(prev_action.clamp_min(0), self.space.n).to(obs.dtype)
-            a = a * (prev_action >= 0).unsqueeze(-1).to(obs.dtype)
-        else:
-            a = prev_action
+        a = one_hot_action(prev_action, self.space.n, obs.dtype) if self.space.discrete else prev_action
         parts = [obs, a, prev_reward.unsqueeze(-1), prev_done.to(obs.dtype).unsqueeze(-1)]
         if self.trial_progress:
             parts.append(torch.full_like(prev_reward, progress).unsqueeze(-1))

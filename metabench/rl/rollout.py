@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from metabench.rl.core import VecEnv
 
@@ -72,6 +73,13 @@ def run_trials(env: VecEnv, agent, n_trials: int = 1, keep_obs: bool = False) ->
     empty = torch.empty(0, device=env.device)
     return Rollout(torch.stack(obs_l) if keep_obs else empty, torch.stack(act_l), torch.stack(rew_l),
                    torch.stack(done_l))
+
+
+def one_hot_action(prev_action: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """A `RecurrentAgent`'s previous discrete action (B,) as a one-hot (B, n); -1 (no previous
+    action: the trial's first step) gives all zeros."""
+    a = F.one_hot(prev_action.clamp_min(0), n).to(dtype)
+    return a * (prev_action >= 0).unsqueeze(-1).to(dtype)
 
 
 @dataclass(frozen=True)
