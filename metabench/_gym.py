@@ -6,9 +6,9 @@ namespace. Imports gymnasium only (never torch): the environment classes load wh
 from __future__ import annotations
 
 GYM_IDS = {
-    "metabench/Bandit-v0": "metabench.rl.gym_envs:BanditGymEnv",
-    "metabench/TabularMDP-v0": "metabench.rl.gym_envs:TabularMDPGymEnv",
-    "metabench/Navigation2D-v0": "metabench.rl.gym_envs:Navigation2DGymEnv",
+    "metabench/Bandit-v0": "metabench.suites.gym_envs:BanditGymEnv",
+    "metabench/TabularMDP-v0": "metabench.suites.gym_envs:TabularMDPGymEnv",
+    "metabench/Navigation2D-v0": "metabench.suites.gym_envs:Navigation2DGymEnv",
 }
 
 

@@ -188,3 +188,18 @@ def test_recurrent_agent_resets_its_memory_at_each_trial():
 def test_one_hot_previous_action_is_zero_before_the_first_action():
     assert one_hot_action(torch.tensor([-1, 0, 2]), 3, torch.float32).tolist() == [[0, 0, 0], [1, 0, 0], [0, 0, 1]]
 
+
+def test_rl_package_imports_nothing_above_it():
+    # the suites build on metabench.rl, so metabench.rl must not import them (nor the learners)
+    import ast
+    import pathlib
+
+    import metabench.rl
+
+    upward = ("metabench.suites", "metabench.algorithms", "metabench.engine", "metabench.results",
+              "metabench.dashboard")
+    for path in pathlib.Path(metabench.rl.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith(upward)], f"{path.name} imports {names}"

@@ -50,12 +50,27 @@ algorithms see the same reward noise stream on the same task).
 
 Training.  The engine asks `algorithm.train_request().n_tasks` train tasks from the suite each
 meta-step and passes the `RLTaskBatch` to `meta_train_step`; the algorithm builds its own
-vectorised env with `suite.make_env` and rolls out (`rollout.run_trials` or its own loop).
+vectorised env with `suite.make_env` and rolls out whole trials with `rollout.run_trials`
+(recurrent learners through `rollout.RecurrentAgent`; maml-rl, which adapts within a trial,
+plays segments with its own loop, see `rollout`).
 
-Pure helpers: `returns.discounted_returns`, `returns.gae`, `mdp.value_iteration`.
+The machinery the learners share, each piece a small tested module (the learner files keep only
+what makes each algorithm itself):
+
+    core       task batches, action spaces, the `VecEnv` base class, `eval_generator`
+    envs       the vectorised bandit, tabular-MDP and navigation environments
+    rollout    `run_trials` (the one trial loop), `RecurrentAgent` (RL², MQL's context)
+    returns    discounted returns and GAE (Schulman et al. 2016)
+    ppo        PPO's clipped surrogate (Schulman et al. 2017): rl2, maml-rl with outer="ppo"
+    trpo       conjugate gradient, natural step, line search (Schulman et al. 2015): maml-rl
+    q_targets  double-DQN and TD3 targets, Polyak averaging: mql
+    mdp        finite-horizon value iteration and policy evaluation: the suites, psrl
+
+Nothing here imports from `metabench.suites` or `metabench.algorithms` (the suites build on it).
 Gymnasium: every vectorised env family is also a single-environment Gymnasium env,
 ``metabench/Bandit-v0``, ``metabench/TabularMDP-v0``, ``metabench/Navigation2D-v0``
-(`metabench.rl.gym_envs`), registered when `metabench` is imported if gymnasium is installed.
+(`metabench.suites.gym_envs`, beside the suites they draw tasks from), registered when
+`metabench` is imported if gymnasium is installed.
 """
 from metabench.rl.core import ActionSpace, RLTaskBatch, VecEnv, eval_generator
 

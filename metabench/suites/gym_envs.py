@@ -1,4 +1,7 @@
-"""Single-environment Gymnasium adapters over the vectorised torch environments.
+"""Single-environment Gymnasium adapters over the meta-RL suites' vectorised torch environments.
+
+They live with the suites (not in `metabench.rl`) because each one draws its tasks from a suite:
+`metabench.rl` holds the environments and the learners' machinery and imports nothing above it.
 
 Registered as ``metabench/Bandit-v0``, ``metabench/TabularMDP-v0`` and
 ``metabench/Navigation2D-v0`` when `metabench` is imported (`metabench._gym`), e.g.::
