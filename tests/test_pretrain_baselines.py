@@ -164,6 +164,10 @@ def test_simpleshot_mean_is_over_every_training_image(fake_data):
     assert torch.allclose(algo.train_mean().double(), want, rtol=1e-5, atol=1e-6)
     # cached until the backbone changes
     assert algo.train_mean() is algo.train_mean()
+    # the paper preset's 600 per class on a dataset with 20: one sentence saying what to change
+    with pytest.raises(ConfigError, match=r"mean_per_class=600 asks for more images per class than the training "
+                                          r"split of miniimagenet-5w1s holds .*at most 20.*set mean_per_class"):
+        cls(suite, cls.preset_config("paper", suite, {"hidden": 8}), "cpu", 0)
 
 
 # --- smoke cells ----------------------------------------------------------------------------------

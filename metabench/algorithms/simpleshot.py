@@ -142,13 +142,23 @@ class SimpleShot(SGDPretrained):
         super().__init__(suite, config, device, seed)
         self._mean: torch.Tensor | None = None     # the training mean feature, for the model at `_mean_at`
         self._mean_at = -1
+        if config.feature_norm == "cl2n":           # refuse a mean draw the suite cannot give now, not after training
+            self._draw_for_mean(n_way=1)
+
+    def _draw_for_mean(self, n_way: int):
+        per = self.config.mean_per_class
+        g = torch.Generator().manual_seed(0)        # the same draw at every evaluation, in every run
+        try:
+            return self.suite.sample("train", 1, g, n_way=n_way, n_shot=per - 1, n_query=1)
+        except ValueError as exc:   # the suite says how many images a class has
+            raise ConfigError(f"simpleshot's mean_per_class={per} asks for more images per class than the "
+                              f"training split of {self.suite.id} holds ({exc}); set mean_per_class to at "
+                              f"most that number") from exc
 
     def train_mean(self) -> torch.Tensor:
         """The mean eval-mode feature of `mean_per_class` images of every training class: (D,)."""
         if self._mean is None or self._mean_at != self.steps_done:
-            per = self.config.mean_per_class
-            g = torch.Generator().manual_seed(0)    # the same draw at every evaluation, in every run
-            draw = self.suite.sample("train", 1, g, n_way=self.suite.n_classes("train"), n_shot=per - 1, n_query=1)
+            draw = self._draw_for_mean(n_way=self.suite.n_classes("train"))
             x = torch.cat([draw.support_x[0], draw.query_x[0]])              # (n_classes * per, C, H, W)
             z = embed_images(self.model, x)
             self._mean, self._mean_at = z.double().mean(0).to(z.dtype), self.steps_done
