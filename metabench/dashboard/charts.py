@@ -28,53 +28,73 @@ def entry_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
-    """Bars of each entry's mean with 95% CI whiskers, best first; y names metric and direction."""
+    """Each entry's mean as a point with its 95% CI as a line, best first, on an axis fitted to
+    the CIs (not from zero: 98.1% and 96.4% must look different); the published number, where
+    the row has one, as a hollow black diamond just below the entry's point. Colours: ``entry_colors``."""
     metric = str(df["metric"].iloc[0])
     scale = _metrics.display_scale(metric)
+    published = df["published"] if "published" in df else pd.Series(float("nan"), index=df.index)
+    published_ci = df["published_ci95"] if "published_ci95" in df else pd.Series(float("nan"), index=df.index)
     data = pd.DataFrame(
         {
             "entry": entry_labels(df),
-            "family": df["family"],
             "mean": df["mean"] * scale,
             "ci_low": df["ci_low"] * scale,
             "ci_high": df["ci_high"] * scale,
+            "published": published.astype(float) * scale,
             "shown": [_metrics.format_value(metric, v) for v in df["mean"]],
             "ci": [f"± {_metrics.format_value(metric, v)}" for v in df["ci95"]],
             "std": [_metrics.format_value(metric, v) for v in df["std_seeds"]],  # 'n/a' with one seed
             "n_seeds": df["n_seeds"],
             "n_tasks": df["n_tasks"],
+            "paper": [(_metrics.format_value(metric, v) + (f" ± {_metrics.format_value(metric, c)}" if pd.notna(c) else "")
+                       + (f" ({src})" if isinstance(src, str) and src else "")) if pd.notna(v) else ""
+                      for v, c, src in zip(published, published_ci,
+                                           df["published_source"] if "published_source" in df else [None] * len(df))],
         }
-    )
+    )  # fmt: skip
     order = data["entry"].tolist()  # the frame is sorted by rank
-    x = alt.X("entry:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=220))
-    y_title = _metrics.label(metric)
-    bars = (
-        alt.Chart(data)
-        .mark_bar(opacity=0.85, width=alt.RelativeBandSize(0.6))
-        .encode(
-            x=x,
-            y=alt.Y("mean:Q", title=y_title),
-            color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")),
-            tooltip=[
-                alt.Tooltip("entry:N", title="entry"),
-                alt.Tooltip("shown:N", title=metric),
-                alt.Tooltip("ci:N", title="95% CI"),
-                alt.Tooltip("std:N", title="std (seeds)"),
-                alt.Tooltip("n_seeds:Q", title="seeds"),
-                alt.Tooltip("n_tasks:Q", title="tasks"),
-            ],
-        )
-    )
-    # Whiskers as a rule plus short caps: an errorbar's default caps span the whole bar.
-    whisker = alt.Chart(data).encode(x=x)
-    rule = whisker.mark_rule(color="black", strokeWidth=1.5).encode(
-        y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q"
-    )
-    caps = [
-        whisker.mark_tick(color="black", thickness=1.5, size=18).encode(y=alt.Y(f"{end}:Q", title=y_title))
-        for end in ("ci_low", "ci_high")
+    lo, hi = fitted_domain(metric, data["ci_low"], data["ci_high"],
+                           (published - published_ci.fillna(0)) * scale, (published + published_ci.fillna(0)) * scale)
+    x_title = _metrics.label(metric)
+    y = alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=280))
+    xs = alt.Scale(domain=[lo, hi], zero=False, nice=False)
+    color = entry_color(order, legend=False)
+    base = alt.Chart(data).encode(y=y, color=color)
+    tooltip = [
+        alt.Tooltip("entry:N", title="entry"),
+        alt.Tooltip("shown:N", title=metric),
+        alt.Tooltip("ci:N", title="95% CI"),
+        alt.Tooltip("std:N", title="std (seeds)"),
+        alt.Tooltip("n_seeds:Q", title="seeds"),
+        alt.Tooltip("n_tasks:Q", title="tasks"),
+        alt.Tooltip("paper:N", title="published"),
     ]
-    return alt.layer(bars, rule, *caps).properties(height=360, width=alt.Step(110))
+    rule = base.mark_rule(strokeWidth=3, opacity=0.8).encode(
+        x=alt.X("ci_low:Q", title=x_title, scale=xs), x2="ci_high:Q", tooltip=tooltip)
+    point = base.mark_point(filled=True, size=120, opacity=1).encode(x=alt.X("mean:Q", title=x_title, scale=xs),
+                                                                      tooltip=tooltip)
+    layers = [rule, point]
+    if data["published"].notna().any():
+        paper = data[data["published"].notna()]
+        layers.append(alt.Chart(paper).mark_point(shape="diamond", size=110, filled=False, color="black",
+                                                  strokeWidth=1.5, yOffset=9).encode(
+            x=alt.X("published:Q", title=x_title, scale=xs), y=y,
+            tooltip=[alt.Tooltip("entry:N", title="entry"), alt.Tooltip("paper:N", title="published")]))
+    return alt.layer(*layers).properties(height=alt.Step(36), width=560)
+
+
+def fitted_domain(metric: str, *values: pd.Series, pad: float = 0.08) -> tuple[float, float]:
+    """[low, high] (display units) around every finite value given (the CI ends, the published
+    marks), padded by ``pad`` of the span on each side, never past what the metric can take."""
+    finite = pd.concat([pd.Series(v, dtype=float) for v in values], ignore_index=True)
+    finite = finite[finite.map(lambda x: pd.notna(x) and abs(x) != float("inf"))]
+    if finite.empty:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    span = high - low if high > low else max(abs(high) * 0.02, 1e-9)
+    floor, ceiling = (v * _metrics.display_scale(metric) for v in value_range(metric))
+    return max(low - pad * span, floor), min(high + pad * span, ceiling)
 
 
 def value_range(metric: str) -> tuple[float, float]:
@@ -86,10 +106,38 @@ def value_range(metric: str) -> tuple[float, float]:
     return float("-inf"), float("inf")
 
 
-def _entry_color() -> alt.Color:
-    """One distinct colour per entry (tableau10; the theme's default blues are too alike)."""
-    return alt.Color("entry:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320, symbolOpacity=1),  # not a band's faint fill
-                     scale=alt.Scale(scheme="tableau10"))  # fmt: skip
+#: The entry colours: Vega's tableau10, then Dark2, then tableau20's light tones (24 in all).
+PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
+           "#9ecae9", "#ffbf79", "#88d27a", "#ff9d98", "#d6a5c9", "#83bcb6"]  # fmt: skip
+#: Every built-in algorithm's own colour (a plain entry named after it gets it on every page), so
+#: algorithms shown together never share one: the few-shot algorithms the strong tableau10 tones
+#: first, the meta-RL and classical rows the rest (random grey). tests/test_first_look.py checks
+#: that every built-in is listed.
+BUILTIN_COLORS = dict(zip(
+    ["maml", "protonet", "reptile", "anil", "metasgd", "fomaml", "matchingnet", "mann", "metanet", "finetune",
+     "rfs", "simpleshot", "pixel-centroid", "rl2", "maml-rl", "mql", "oracle", "random", "ucb1", "thompson",
+     "gittins", "greedy", "epsilon-greedy", "psrl"],
+    PALETTE[:13] + ["#e7298a", "#66a61e", "#e6ab02", "#4c4c4c", "#a0a0a0", "#a6761d", "#9ecae9", "#ffbf79",
+                    "#88d27a", "#ff9d98", "#d6a5c9"]))  # fmt: skip
+
+
+def entry_colors(entries) -> list[str]:
+    """The colour of each entry, by its name alone, so an entry has one colour on every chart of
+    the app whatever else is shown: a built-in's own (``BUILTIN_COLORS``), else (a variant, a
+    plugin, an entry label with a ' · source' suffix) one picked from ``PALETTE`` by a hash of
+    the name (stable across processes, unlike Python's ``hash``)."""
+    import hashlib
+
+    return [BUILTIN_COLORS.get(str(e)) or PALETTE[int(hashlib.sha256(str(e).encode()).hexdigest(), 16) % len(PALETTE)]
+            for e in entries]  # fmt: skip
+
+
+def entry_color(entries, legend: bool = True, field: str = "entry") -> alt.Color:
+    """The colour encoding of ``field`` for ``entries`` (every value it takes): ``entry_colors``."""
+    names = list(dict.fromkeys(str(e) for e in entries))
+    legend_ = alt.Legend(orient="bottom", labelLimit=320, symbolOpacity=1) if legend else None  # not a band's faint fill
+    return alt.Color(f"{field}:N", title=None, legend=legend_, scale=alt.Scale(domain=names, range=entry_colors(names)))
 
 
 # -- learning curves -----------------------------------------------------------------------------
@@ -113,7 +161,7 @@ def curves_chart(df: pd.DataFrame, metric: str, x: str = "step", log_x: bool = F
     axis = alt.Axis(format="d", tickMinStep=1) if x == "step" and not log_x else alt.Axis()  # whole steps
     xs = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"), axis=axis)
     ys = alt.Scale(type="log" if log_y else "linear", zero=False)
-    base = alt.Chart(data).encode(x=xs, color=_entry_color())
+    base = alt.Chart(data).encode(x=xs, color=entry_color(data["entry"]))
     band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", scale=ys, title=_metrics.label(metric)), y2="high:Q")
     few = data.groupby("entry")["x"].size().max() <= 30  # a short curve: mark each measured point
     line = base.mark_line(strokeWidth=2, point=bool(few)).encode(
@@ -138,7 +186,7 @@ def task_distribution_chart(df: pd.DataFrame, metric: str, order: list[str]) -> 
             y=alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
             # colours by name (as in every other chart), not by rank: an entry keeps its colour
-            color=alt.Color("entry:N", legend=None, scale=alt.Scale(scheme="tableau10")),
+            color=entry_color(data["entry"], legend=False),
         )
         .properties(height=alt.Step(42))
     )
@@ -155,7 +203,7 @@ def category_chart(df: pd.DataFrame, metric: str, descriptor: str) -> alt.LayerC
     order = (data.groupby("category")["mean"].mean().sort_values(
         ascending=_metrics.direction(metric) == "higher").index.tolist())  # worst category first
     y = alt.Y("category:N", sort=order, title=descriptor, axis=alt.Axis(labelLimit=200))
-    base = alt.Chart(data).encode(y=y, color=_entry_color(),
+    base = alt.Chart(data).encode(y=y, color=entry_color(data["entry"]),
                                   yOffset="entry:N")  # fmt: skip
     # The axis on top: with 30 categories the chart is taller than a screen.
     rule = base.mark_rule().encode(x=alt.X("low:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False),
@@ -175,7 +223,7 @@ def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt
                          "task": df["task_id"]}).dropna(subset=["x"])  # fmt: skip
     bins = pd.qcut(data["x"].rank(method="first"), q=min(10, max(1, data["x"].nunique())), labels=False)
     means = data.assign(bin=bins).groupby(["entry", "bin"], as_index=False)[["x", "value"]].mean()
-    color = _entry_color()
+    color = entry_color(data["entry"])
     points = alt.Chart(data).mark_circle(size=18, opacity=0.35).encode(
         x=alt.X("x:Q", title=feature), y=alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False)),
         color=color, tooltip=["entry:N", "task:Q", alt.Tooltip("x:Q", title=feature), alt.Tooltip("value:Q", format=".4g")],
@@ -184,19 +232,13 @@ def numeric_descriptor_chart(df: pd.DataFrame, metric: str, feature: str) -> alt
     return alt.layer(points, line).properties(height=360)
 
 
-#: Vega's tableau10, the scheme of the entry colours: the n-th entry in name order gets the n-th.
-TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
-             "#9d755d", "#bab0ac"]  # fmt: skip
-
-
 def paired_chart(df: pd.DataFrame, metric: str, a: str, b: str, entries: list[str] | None = None) -> alt.Chart:
     """A − B on every test task, sorted, coloured by which entry does better on that task.
 
     ``df``: task_id, diff (A − B in stored units), winner ('A', 'B' or 'tie' as labels).
-    ``entries``: every entry of the page, so A and B get the colours the other charts give them.
+    ``entries``: unused (kept for callers): A and B get the colours every chart gives them by name.
     """
-    names = sorted(set(entries or [a, b]) | {a, b})
-    colors = [TABLEAU10[names.index(e) % len(TABLEAU10)] for e in (a, b)]
+    colors = entry_colors([a, b])
     scale = _metrics.display_scale(metric)
     data = df.assign(diff=df["diff"] * scale).sort_values("diff").reset_index(drop=True)
     data["order"] = range(len(data))
@@ -226,7 +268,7 @@ def cost_chart(runs: pd.DataFrame, entries: pd.DataFrame, metric: str, x: str, x
     scale = _metrics.display_scale(metric)
     runs = runs.assign(value=runs["value"] * scale)
     entries = entries.assign(value=entries["value"] * scale)
-    color = _entry_color()
+    color = entry_color(pd.concat([runs["entry"], entries["entry"]]))
     xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log", nice=False))
     ys = alt.Y("value:Q", title=_metrics.label(metric), scale=alt.Scale(zero=False))
     small = alt.Chart(runs).mark_circle(size=30, opacity=0.4).encode(
@@ -248,7 +290,7 @@ def iqm_chart(table: pd.DataFrame) -> alt.LayerChart:
     """IQM of normalised scores with its stratified-bootstrap 95% CI, one row per entry."""
     order = table["entry"].tolist()
     y = alt.Y("entry:N", sort=order, title=None, axis=alt.Axis(labelLimit=240))
-    base = alt.Chart(table).encode(y=y, color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau10")))
+    base = alt.Chart(table).encode(y=y, color=entry_color(order, legend=False))
     bar = base.mark_rule(strokeWidth=6, opacity=0.5).encode(
         x=alt.X("iqm_low:Q", title="IQM of normalised scores (0 = chance/baseline, 1 = perfect)"), x2="iqm_high:Q")
     dot = base.mark_point(filled=True, size=90, color="black").encode(
@@ -265,7 +307,7 @@ def profile_chart(profile: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("tau:Q", title="normalised score τ"),
             y=alt.Y("fraction:Q", title="fraction of runs > τ", scale=alt.Scale(domain=[0, 1])),
-            color=_entry_color(),
+            color=entry_color(profile["entry"]),
             tooltip=["entry:N", alt.Tooltip("tau:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".2f")],
         )
         .properties(height=300)
