@@ -1,0 +1,46 @@
+"""Issue 22 section 3: one adaptation budget per comparison. Every gradient-based learner reports its
+metric at the suite's common budgets (sinusoid: mse@1 and mse@10) whatever its own test steps, the
+headline metric stays at its own steps, and the extra steps change no other number."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metabench.algorithms import ALGORITHMS
+from metabench.suites import make_suite
+
+GRADIENT_BASED = ["maml", "fomaml", "metasgd", "anil", "reptile"]
+
+
+def _evaluate(name: str, common: bool, monkeypatch) -> tuple[dict[str, torch.Tensor], object]:
+    suite = make_suite("sinusoid-5shot").prepare()
+    cls = ALGORITHMS.get(name)
+    monkeypatch.setattr(cls, "reports_common_budgets", common)
+    algo = cls(suite, cls.preset_config("smoke", suite), "cpu", 0)
+    batch = next(suite.fixed_tasks("test", 4, batch_size=4))
+    return algo.evaluate(batch), algo
+
+
+@pytest.mark.parametrize("name", GRADIENT_BASED)
+def test_common_budget_metrics_are_reported(name, monkeypatch):
+    metrics, algo = _evaluate(name, True, monkeypatch)
+    assert make_suite("sinusoid-5shot").common_budgets == (1, 10)
+    assert {"mse@1", "mse@10"} <= set(metrics), sorted(metrics)
+    own = algo.config.test_inner_steps
+    assert own < 10 and torch.equal(metrics["mse"], metrics[f"mse@{own}"])   # the headline: its own budget
+    assert algo.recorded_protocol()["adaptation_budget"] == own
+    assert algo.recorded_protocol()["adaptation_unit"] == "inner steps"
+    # Stepping on to the common budget changes none of the numbers the learner reported before
+    before, _ = _evaluate(name, False, monkeypatch)
+    assert "mse@10" not in before
+    for key, value in before.items():
+        assert torch.equal(metrics[key], value), key
+
+
+def test_metric_learners_record_one_support_pass():
+    suite = make_suite("omniglot-5w1s")
+    for name in ("protonet", "matchingnet", "pixel-centroid"):
+        cls = ALGORITHMS.get(name)
+        protocol = cls(suite, cls.preset_config("smoke", suite), "cpu", 0).recorded_protocol()
+        assert (protocol["adaptation_budget"], protocol["adaptation_unit"], protocol["test_steps"]) == \
+            (1, "support passes", None), name
