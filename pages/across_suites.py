@@ -4,7 +4,7 @@ import streamlit as st
 
 from metabench.dashboard import charts, data, routing, state, tables
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Across suites")
 
 with state.errors_as_messages():

@@ -7,7 +7,7 @@ import streamlit as st
 from metabench.dashboard import charts, data, routing, state, tables
 from metabench.results import metrics, stats, views
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Cost")
 
 f = state.suite_filters()

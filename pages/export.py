@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import data, routing, state
 from metabench.results.ids import safe_file_name
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Export")
 
 f = state.suite_filters()

@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import data, routing, state
 from metabench.results import views
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("metabench")
 st.caption("Which way of learning to learn works best, on which kind of task, at what cost?")
 
@@ -34,8 +34,9 @@ else:
     st.write("**Algorithms:** " + ", ".join(reference["algorithms"]))
     st.write(f"**metabench version:** {', '.join(reference['metabench_versions']) or 'n/a'} · "
              f"**device:** {', '.join(reference['devices']) or 'n/a'}")
-st.markdown(f"**Add your own:** `{state.FIRST_RUN}` — it appears as *yours* beside the reference rows "
-            "and is paired with them on the same fixed test tasks.")
+st.markdown(f"**Add your own:** `{state.FIRST_RUN}` — it appears as *yours* beside the reference rows, "
+            "paired with those evaluated on the same fixed test tasks (same fingerprint; a smoke run tests "
+            "fewer tasks than the quick reference runs, so it is shown beside them unpaired, with the reason).")
 
 st.subheader("Your results")
 if yours["n_runs"] == 0:

@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import data, launch, routing, state
 from metabench.errors import MetabenchError
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Launch")
 folder = data.results_dir()
 

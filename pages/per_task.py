@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import charts, data, routing, state, tables
 from metabench.results import descriptors, metrics, views
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Per task")
 
 f = state.suite_filters()

@@ -309,3 +309,19 @@ def test_pages_label_entries_by_variant(monkeypatch, fixture_dir, variant_dir):
     assert set(at.dataframe[0].value["Entry"]) == {"maml", "reptile", v3, v3l}
     at = _page(monkeypatch, variant_dir, "pages/export.py", suite="sinusoid-5shot")
     assert r"maml[inner\_steps=3] & optimization & \textbf{0.200" in at.code[0].value
+
+
+def test_every_family_selected_stays_every_family_on_the_next_page(monkeypatch, variant_dir):
+    """'All selected' is remembered as all, not as one page's option list: Across suites (every
+    suite's families) after a suite's leaderboard filters nothing out; a narrowed filter carries over."""
+    at = _app(monkeypatch, variant_dir)
+    at.query_params["suite"] = "omniglot-5w1s"
+    at.switch_page("pages/leaderboard.py").run()
+    assert at.multiselect(key="url_family").value == ["metric", "optimization"]
+    at.switch_page("pages/across_suites.py").run()
+    assert not at.exception, at.exception
+    family = at.multiselect(key="url_family")
+    assert family.value == family.options and "family" not in at.query_params
+    family.unselect("metric").run()
+    at.switch_page("pages/cost.py").run()
+    assert at.multiselect(key="url_family").value == ["optimization"]

@@ -39,12 +39,15 @@ def enter(page: st.Page) -> st.Page:
     session's pages as routed and remember which page runs (the URL widgets, the sidebar's
     included, restore their values when it changes). Returns ``page``."""
     st.session_state[_ROUTED] = True
-    st.session_state[PAGE_KEY] = page.url_path
+    by_url = {p.url_path: p.path for p in PAGES}
+    st.session_state[PAGE_KEY] = by_url.get(page.url_path, page.url_path)
     return page
 
 
-def require_router() -> None:
-    """First call of every page: make sure the page runs inside app.py, not on its own.
+def require_router(script: str | None = None) -> None:
+    """First call of every page, ``require_router(__file__)``: make sure the page runs inside
+    app.py, not on its own, and remember which page runs (``script``; as ``enter`` does, for
+    a page run without app.py around it, e.g. by Streamlit's AppTest.switch_page).
 
     Streamlit still honours its old ``pages/``-folder convention until some session has called
     ``st.navigation``: after a server start, a first visit straight to ``/leaderboard`` runs
@@ -52,6 +55,10 @@ def require_router() -> None:
     ``st.navigation`` switches the server to app.py's routing for good; the rerun then goes
     through app.py and lands on the same page, query string included.
     """
+    if script is not None:
+        root = Path(__file__).resolve().parents[2]
+        path = Path(script).resolve()
+        st.session_state[PAGE_KEY] = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     if not st.session_state.get(_ROUTED) and not st.session_state.get(_REROUTED):
         st.session_state[_REROUTED] = True  # once: a page run as the main script must not loop
         st.navigation(navigation_pages(), position="hidden")

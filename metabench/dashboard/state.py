@@ -82,7 +82,9 @@ def url_multiselect(label: str, options: Sequence[str], param: str, **kwargs: An
         kept = [v for v in remembered if v in options] if remembered is not None else options
         st.session_state[key] = kept if kept or remembered == [] else options
     value = list(st.multiselect(label, options, key=key, **kwargs))
-    st.session_state[sticky] = value
+    # "Every option" is remembered as such (None), not as today's list: the next page (another
+    # suite, or Across suites over all of them) may offer options this one did not.
+    st.session_state[sticky] = None if set(value) == set(options) else value
     if set(value) == set(options):
         st.query_params.pop(param, None)
         st.session_state[seen] = None
