@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, metavar="FILE", help="write to FILE instead of the terminal")
     p.add_argument("--no-reference", action="store_true",
                    help="leave out the reference runs shipped with metabench (shown by default, marked 'reference')")
+    p.add_argument("--transductive", default="any", choices=("yes", "no", "any"),
+                   help="only transductive entries (marked †), only the others, or both (default)")
 
     p = sub.add_parser("reproduce", help="re-run a stored cell from its configuration and compare its test rows")
     p.add_argument("run_id", help="a run id (a folder name in the results folder, or of the shipped reference set)")
@@ -445,18 +447,20 @@ def cmd_leaderboard(args) -> int:
 
     if args.format not in FILE_FORMATS:
         raise MetabenchError(f"unknown --format {args.format!r}; expected one of {' | '.join(FILE_FORMATS)}")
+    only = {"yes": True, "no": False}.get(getattr(args, "transductive", "any"))   # issue 22: filter by protocol
     if args.format == "parquet":
         if not args.output:
             raise MetabenchError("--format parquet writes a binary file; add --output FILE (e.g. --output leaderboard.parquet)")
         import pandas as pd
 
-        data = frame_bytes(pd.concat([db.leaderboard(s) for s in suites], ignore_index=True), "parquet")
+        data = frame_bytes(pd.concat([db.leaderboard(s, transductive=only) for s in suites], ignore_index=True),
+                           "parquet")
         Path(args.output).write_bytes(data)
         print(f"wrote {args.output} ({len(suites)} suite(s))")
         return 0
     parts = []
     for i, s in enumerate(suites):
-        board = db.leaderboard(s)
+        board = db.leaderboard(s, transductive=only)
         table = format_leaderboard(board, args.format)
         if args.format == "table":
             table = ("\n" if i else "") + f"== {s} ==\n" + table

@@ -44,3 +44,16 @@ def test_metric_learners_record_one_support_pass():
         protocol = cls(suite, cls.preset_config("smoke", suite), "cpu", 0).recorded_protocol()
         assert (protocol["adaptation_budget"], protocol["adaptation_unit"], protocol["test_steps"]) == \
             (1, "support passes", None), name
+
+
+def test_cli_leaderboard_marks_and_filters_transductive_entries(tmp_path, run_cli):
+    from metabench.results import write_fixture_results
+
+    root = write_fixture_results(tmp_path)
+    rc, out, err = run_cli(["leaderboard", "--results-dir", str(root), "--suite", "omniglot-5w1s", "--no-reference"])
+    assert rc == 0, err
+    assert "maml†" in out and "† transductive" in out and "3 inner steps" in out
+    rc, out, err = run_cli(["leaderboard", "--results-dir", str(root), "--suite", "omniglot-5w1s", "--no-reference",
+                            "--transductive", "no"])
+    assert rc == 0, err
+    assert "protonet" in out and "maml" not in out and "†" not in out
