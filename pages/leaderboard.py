@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import charts, data, routing, state, tables
 from metabench.results import metrics
 
-routing.require_router(__file__)
+routing.require_router()
 st.title("Leaderboard")
 
 f = state.suite_filters()
@@ -26,6 +26,9 @@ for entry, note in zip(charts.entry_labels(board), board["note"].fillna(""), str
         st.warning(f"**{entry}** is {note}.", icon=":material/link_off:")
 tables.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
+    "The chart: each entry's mean as a point and its 95% CI as a line, on an axis fitted to the values "
+    "(not from zero), one colour per entry on every page; ◇ is the published number where the row's "
+    "protocol matches the paper's. "
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "
     "each task's value is first averaged over seeds, then mean ± t(0.975, n_tasks − 1) · "
     "sd / √n_tasks (Student t). *Std (seeds)* is the standard deviation of the per-seed "

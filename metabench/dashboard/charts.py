@@ -111,15 +111,15 @@ PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b
            "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
            "#9ecae9", "#ffbf79", "#88d27a", "#ff9d98", "#d6a5c9", "#83bcb6"]  # fmt: skip
 #: Every built-in algorithm's own colour (a plain entry named after it gets it on every page), so
-#: algorithms shown together never share one: the few-shot algorithms the strong tableau10 tones
-#: first, the meta-RL and classical rows the rest (random grey). tests/test_first_look.py checks
+#: algorithms shown together never share one: the few-shot algorithms tableau10 then Dark2, the
+#: meta-RL and classical rows other strong tones (oracle near black, random grey). tests/test_first_look.py checks
 #: that every built-in is listed.
 BUILTIN_COLORS = dict(zip(
     ["maml", "protonet", "reptile", "anil", "metasgd", "fomaml", "matchingnet", "mann", "metanet", "finetune",
      "rfs", "simpleshot", "pixel-centroid", "rl2", "maml-rl", "mql", "oracle", "random", "ucb1", "thompson",
      "gittins", "greedy", "epsilon-greedy", "psrl"],
-    PALETTE[:13] + ["#e7298a", "#66a61e", "#e6ab02", "#4c4c4c", "#a0a0a0", "#a6761d", "#9ecae9", "#ffbf79",
-                    "#88d27a", "#ff9d98", "#d6a5c9"]))  # fmt: skip
+    PALETTE[:13] + ["#e7298a", "#66a61e", "#e6ab02", "#333333", "#a0a0a0", "#a6761d", "#17becf", "#bcbd22",
+                    "#8c6bb1", "#084594", "#cb181d"]))  # fmt: skip
 
 
 def entry_colors(entries) -> list[str]:
@@ -136,7 +136,7 @@ def entry_colors(entries) -> list[str]:
 def entry_color(entries, legend: bool = True, field: str = "entry") -> alt.Color:
     """The colour encoding of ``field`` for ``entries`` (every value it takes): ``entry_colors``."""
     names = list(dict.fromkeys(str(e) for e in entries))
-    legend_ = alt.Legend(orient="bottom", labelLimit=320, symbolOpacity=1) if legend else None  # not a band's faint fill
+    legend_ = alt.Legend(orient="bottom", columns=4, labelLimit=240, symbolOpacity=1) if legend else None  # not a band's faint fill
     return alt.Color(f"{field}:N", title=None, legend=legend_, scale=alt.Scale(domain=names, range=entry_colors(names)))
 
 
