@@ -138,6 +138,10 @@ def test_paper_presets_follow_the_authors_code():
     c = ss.preset_config("paper", mini)
     assert (c.lr, c.momentum, c.weight_decay, c.lr_decay_at, c.lr_decay) == (0.1, 0.9, 1e-4, (0.5, 0.75), 0.1)
     assert c.batch_way * c.per_class == 256 and c.mean_per_class == 600   # every image of a class
+    ft = ALGORITHMS.get("finetune")   # Chen et al.'s train.py on miniImageNet: Adam 1e-3, 16 images per batch
+    c = ft.preset_config("paper", mini)
+    assert (c.lr, c.batch_way * c.per_class) == (1e-3, 16)
+    assert ft.preset_config("quick", mini) == ft.preset_config("quick", make_suite("omniglot-5w1s"))
 
 
 # --- SimpleShot's training mean -----------------------------------------------------------------
