@@ -80,7 +80,7 @@ def test_home_counts_a_run_as_running_only_while_its_job_lives(monkeypatch, tmp_
 def test_leaderboard_numbers_match_hand_computation(monkeypatch, fixture_dir):
     at = _leaderboard(_app(monkeypatch, fixture_dir).run())
     table = at.dataframe[0].value
-    assert table["Algorithm"].tolist() == ["protonet", "maml"]
+    assert table["Algorithm"].tolist() == ["protonet", "maml†"]   # † = transductive (issue 22)
     assert table["Rank"].tolist() == [1, 2]
     # Accuracy is shown in percent.
     assert table["Mean"].tolist() == pytest.approx([98.0, 95.0])
@@ -93,7 +93,7 @@ def test_leaderboard_numbers_match_hand_computation(monkeypatch, fixture_dir):
     assert table["P(beats best)"].tolist() == ["–", "0.00"]
     # Published numbers sit beside ours where the protocol (split, transductive, metric) matches.
     published = dict(zip(table["Algorithm"], table["Published"]))
-    assert published["maml"].startswith("98.70% ± 0.40% (Finn")
+    assert published["maml†"].startswith("98.70% ± 0.40% (Finn")
     assert published["protonet"].startswith("98.80% (Snell")
     assert table["Seeds"].tolist() == [2, 2] and table["Test tasks"].tolist() == [10, 10]
     assert table["Transductive"].tolist() == [False, True]
@@ -221,7 +221,7 @@ def test_export_page_shows_the_filtered_table(monkeypatch, fixture_dir):
     at = _page(monkeypatch, fixture_dir, "pages/export.py")
     latex = at.code[0].value
     assert r"\textbf{98.00 $\pm$ 0.75}" in latex and "10 fixed test tasks" in latex
-    assert "maml & optimization & 95.00 $\\pm$ 1.51" in latex
+    assert "maml$^\\dagger$ & optimization & 95.00 $\\pm$ 1.51" in latex   # † = transductive (issue 22)
     at.multiselect(key="url_family").unselect("metric").run()
     latex = at.code[0].value
     assert "protonet" not in latex and r"\textbf{95.00 $\pm$ 1.51}" in latex

@@ -18,6 +18,7 @@ import streamlit as st
 
 from metabench.dashboard import data
 from metabench.results import metrics as _metrics
+from metabench.results.export import TRANSDUCTIVE_NOTE
 
 def problems_banner() -> None:
     """A warning naming each results file every query skips (corrupt or from an incompatible
@@ -69,7 +70,8 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "Rank": df["rank"],
-            "Algorithm": df["variant"].fillna(df["algorithm"]),  # the entry: maml, maml[inner_steps=3]
+            # the entry: maml, maml[inner_steps=3]; a dagger on transductive ones (issue 22)
+            "Algorithm": df["entry"] if "entry" in df else df["variant"].fillna(df["algorithm"]),
             "Source": df["source"] if "source" in df else "yours",  # 'reference' (shipped) or 'yours'
             "Changes": df["changes"].fillna(""),  # the overrides of the preset, readably; '' = none
             "Family": df["family"],
@@ -84,6 +86,7 @@ def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
             "Transductive": df["transductive"],
             "Test tasks": df["n_tasks"],
             "Query batch": df["query_batch"],
+            "Budget": df["budget"] if "budget" in df else "",  # test-time adaptation budget (issue 22)
         }
     )
     if df["published"].notna().any():
@@ -109,7 +112,7 @@ def short_citation(citation: str) -> str:
 
 
 #: The leaderboard table's protocol columns (hidden when constant, then named under the table).
-PROTOCOL_COLUMNS = ("Preset", "Split", "Transductive", "Test tasks", "Query batch")
+PROTOCOL_COLUMNS = ("Preset", "Split", "Transductive", "Test tasks", "Query batch", "Budget")
 
 
 def leaderboard_table(df: pd.DataFrame) -> None:
@@ -133,7 +136,14 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
             "Algorithm": st.column_config.TextColumn(
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
-                "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together."
+                "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together. "
+                "† = transductive (see under the table)."
+            ),
+            "Budget": st.column_config.TextColumn(
+                width="small",
+                help="Test-time adaptation budget: inner steps on the support set (gradient-based "
+                "learners) or support passes (metric and memory learners). Rows with different "
+                "budgets: compare them at a common one with the metric@k choices (e.g. mse@10).",
             ),
             "Source": st.column_config.TextColumn(
                 width="small",
@@ -166,9 +176,9 @@ def leaderboard_table(df: pd.DataFrame) -> None:
                 width="medium", help="How test queries pass through BatchNorm."
             ),
             "Published": st.column_config.TextColumn(
-                help="The paper's number for the same algorithm, split, transductive flag and metric "
-                "(its 95% half-width when given), for rows without overrides only; full citations "
-                "under the table."
+                help="The paper's number where the row's recorded protocol matches the paper's (preset "
+                "paper, split, transductive flag, metric, training way / shots / queries, inner steps "
+                "at test, backbone), for rows without overrides only; full citations under the table."
             ),
         },
     )
@@ -176,6 +186,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
         shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else "n/a" if v == "-" else str(v)
                  for c, v in table[same].iloc[0].items()}  # fmt: skip  ('-': a suite without class splits)
         st.caption("Same protocol on every row: " + " · ".join(f"{c.lower()} **{v}**" for c, v in shown.items()) + ".")
+    if df["transductive"].fillna(False).astype(bool).any():
+        st.caption(TRANSDUCTIVE_NOTE + ".")
     sources = [s for s in dict.fromkeys(df["published_source"].dropna()) if isinstance(s, str) and s]
     if sources:
         st.caption("Published: " + "; ".join(f"*{short_citation(s)}*: {s}" for s in sources) + ".")
