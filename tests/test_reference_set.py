@@ -117,3 +117,16 @@ def test_reproduce_finds_a_shipped_run_and_reports_identical_rows(tmp_path, run_
     assert {p: p.read_bytes() for p in (reference_dir() / run_id).iterdir()} == before
     rc, out, err = run_cli(["reproduce", "bandit-k5-n100--nosuch--quick--seed0", "--results-dir", str(tmp_path)])
     assert rc == 2 and "nor in the shipped reference set" in err
+
+
+def test_reference_status_and_table_commands(run_cli, tmp_path):
+    rc, out, err = run_cli(["reference", "status"])
+    assert rc == 0, err
+    n1 = sum(c.tier == 1 for c in manifest.intended_cells())
+    assert f"tier 1: {n1} cells, " in out and "finished" in out
+    from metabench.reference.table import markdown_table
+
+    rc, out, err = run_cli(["reference", "table", "--markdown"])
+    assert rc == 0 and out == markdown_table()
+    rc, out, err = run_cli(["reference", "add", str(tmp_path / "nowhere")])
+    assert rc == 2 and "no results folder at" in err
