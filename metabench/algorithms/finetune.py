@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from metabench.algorithms.anil import Head, head_out
 from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
-from metabench.algorithms.pretrain import build_classifier, classification_request, fits_classes, supervised_step
+from metabench.algorithms.pretrain import (build_classifier, classification_request, fits_classes, supervised_step,
+                                           without_episodes)
 from metabench.errors import ConfigError
 from metabench.nn.layers import MLP
 
@@ -135,6 +136,13 @@ class FineTune(Algorithm):
 
     def meta_parameters(self):
         return dict(self.model.named_parameters())
+
+    def backbone(self) -> str:
+        c = self.config
+        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+
+    def recorded_protocol(self) -> dict:
+        return without_episodes(super().recorded_protocol())
 
     def meta_train_step(self, batch) -> dict[str, float]:
         """One ordinary minibatch step on the pooled examples of the batch's tasks."""

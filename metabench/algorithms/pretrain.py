@@ -89,6 +89,13 @@ def supervised_step(model, opt, batch, kind: str) -> dict[str, float]:
     return {"loss": loss.item(), **metrics}
 
 
+def without_episodes(protocol: dict) -> dict:
+    """A recorded protocol (`Algorithm.recorded_protocol`) with the training-episode fields None:
+    pre-training minibatches are not few-shot episodes, whatever way and shots the engine was
+    asked for to assemble them."""
+    return {**protocol, "train_way": None, "train_shot": None, "train_query": None}
+
+
 @dataclass
 class StepDecay:
     """lr = base_lr * gamma ** (number of milestones passed); milestones are fractions of the
@@ -206,9 +213,7 @@ class SGDPretrained(Algorithm):
         return f"conv4-{self.config.arch}-{self.config.hidden}"
 
     def recorded_protocol(self) -> dict:
-        """Training has no episodes (minibatches of the training split's classes), so the
-        episode fields are None; the support set is read once per task."""
-        return {**super().recorded_protocol(), "train_way": None, "train_shot": None, "train_query": None}
+        return without_episodes(super().recorded_protocol())
 
     def meta_train_step(self, batch) -> dict[str, float]:
         self.schedule.apply(self.opt, self.steps_done, self.total_meta_steps)
