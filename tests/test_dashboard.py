@@ -137,6 +137,16 @@ def test_empty_results_folder_says_what_to_run(monkeypatch, tmp_path):
 
 
 
+def test_leaderboard_filters_transductive_entries(monkeypatch, fixture_dir):
+    """Issue 22: both kinds on omniglot-5w1s (maml† and protonet), so the filter row offers the choice."""
+    at = _leaderboard(_app(monkeypatch, fixture_dir).run())
+    assert any("† transductive" in c.value for c in at.caption)
+    at.selectbox(key="url_transductive").set_value("only non-transductive").run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["Algorithm"].tolist() == ["protonet"]
+    at.selectbox(key="url_transductive").set_value("only transductive (†)").run()
+    assert at.dataframe[0].value["Algorithm"].tolist() == ["maml†"]
+
 def _page(monkeypatch, folder: Path, page: str, **params: str) -> AppTest:
     at = _app(monkeypatch, folder)
     for key, value in params.items():

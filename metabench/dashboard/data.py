@@ -56,10 +56,12 @@ class Filters:
     """None = every family."""
     presets: list[str] | None
     split_scheme: str | None
+    transductive: bool | None = None
+    """Only transductive (True) or non-transductive (False) entries; None = both (issue 22)."""
 
 
-#: A ``Filters`` as a hashable cache key: (suite, metric, families, presets, split_scheme).
-Key = tuple[str, str, tuple[str, ...] | None, tuple[str, ...] | None, str | None]
+#: A ``Filters`` as a hashable cache key: (suite, metric, families, presets, split_scheme, transductive).
+Key = tuple[str, str, tuple[str, ...] | None, tuple[str, ...] | None, str | None, bool | None]
 
 
 # -- the results folder --------------------------------------------------------------------------
@@ -135,13 +137,14 @@ def _now() -> tuple[Where, Stamp]:
 
 def _key(f: Filters) -> Key:
     t = lambda v: None if v is None else tuple(v)  # noqa: E731
-    return (f.suite, f.metric, t(f.families), t(f.presets), f.split_scheme)
+    return (f.suite, f.metric, t(f.families), t(f.presets), f.split_scheme, f.transductive)
 
 
 def _filters(key: Key) -> dict[str, Any]:
-    suite, metric, families, presets, split_scheme = key
+    suite, metric, families, presets, split_scheme, transductive = key
     return {"suite": suite, "metric": metric, "families": None if families is None else list(families),
-            "presets": None if presets is None else list(presets), "split_scheme": split_scheme}  # fmt: skip
+            "presets": None if presets is None else list(presets), "split_scheme": split_scheme,
+            "transductive": transductive}  # fmt: skip
 
 
 # -- cached queries (folder, stamp, arguments) -> result -----------------------------------------

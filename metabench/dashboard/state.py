@@ -158,7 +158,15 @@ def suite_filters(metric_choice: bool = True) -> Filters:
             "Split scheme", options["split_schemes"], "split_scheme", default=split,
             help="Rows of different class splits are never compared; pick one.",
         )  # fmt: skip
-    return Filters(suite, metric, families, presets, split)
+    transductive = None
+    if len(options.get("transductive", [])) > 1:   # issue 22: both kinds present, marked † in the table
+        choice = url_selectbox(
+            "Transductive", ["both", "only transductive (†)", "only non-transductive"], "transductive",
+            help="Transductive rows (†) process a task's test queries together (batch-norm statistics "
+            "of the query batch); the others classify each query on its own.",
+        )  # fmt: skip
+        transductive = {"only transductive (†)": True, "only non-transductive": False}.get(choice)
+    return Filters(suite, metric, families, presets, split, transductive)
 
 
 def no_results() -> None:

@@ -169,9 +169,8 @@ class ResultsDB(ResultsStore):
         if params is None:
             return _empty(LEADERBOARD_COLUMNS)
         # The scan is done once per (suite, metric) for every entry; filters only select entries.
-        groups = _select(self._memo(sql.GROUPS, params, "runs", "tasks"), families, presets, split_scheme)
-        if transductive is not None:
-            groups = groups[groups["transductive"].fillna(False).astype(bool) == bool(transductive)]
+        groups = _select(self._memo(sql.GROUPS, params, "runs", "tasks"), families, presets, split_scheme,
+                         transductive)
         values = self._memo(sql.LEADERBOARD_VALUES, params, "runs", "tasks")
         values = values[values["g"].isin(groups["g"])]
         if values.empty:
@@ -188,8 +187,10 @@ class ResultsDB(ResultsStore):
 
     def facets(self, suite: str) -> dict[str, Any]:
         """Filter choices of a suite's leaderboard population: families, presets, split_schemes,
-        variants (sorted lists) and main_split_scheme (the most common one; None without runs)."""
-        empty = {"families": [], "presets": [], "split_schemes": [], "main_split_scheme": None, "variants": []}
+        variants, transductive (the flags present, e.g. [False, True]; sorted lists) and
+        main_split_scheme (the most common one; None without runs)."""
+        empty = {"families": [], "presets": [], "split_schemes": [], "main_split_scheme": None, "variants": [],
+                 "transductive": []}
         params = self._params("runs", suite=suite)
         if params is None:
             return empty
@@ -205,6 +206,7 @@ class ResultsDB(ResultsStore):
         families: list[str] | None = None,
         presets: list[str] | None = None,
         split_scheme: str | None = None,
+        transductive: bool | None = None,
     ) -> pd.DataFrame:
         """One row per (leaderboard entry, test task): the task's value averaged over seeds,
         ``n_seeds`` and the task's ``descriptors`` (JSON). Same population as ``leaderboard``."""
@@ -213,7 +215,7 @@ class ResultsDB(ResultsStore):
         if params is None:
             return _empty(columns)
         df = self._memo(sql.TASK_VALUES, params, "runs", "tasks")
-        return _select(df, families, presets, split_scheme)[columns].reset_index(drop=True)
+        return _select(df, families, presets, split_scheme, transductive)[columns].reset_index(drop=True)
 
     def run_costs(
         self,
@@ -222,6 +224,7 @@ class ResultsDB(ResultsStore):
         families: list[str] | None = None,
         presets: list[str] | None = None,
         split_scheme: str | None = None,
+        transductive: bool | None = None,
     ) -> pd.DataFrame:
         """One row per finished run of the leaderboard's population: its wall time, peak memory,
         meta-steps and its mean ``metric`` over the test tasks (``value``)."""
@@ -231,7 +234,7 @@ class ResultsDB(ResultsStore):
         if params is None:
             return _empty(columns)
         df = self._memo(sql.RUN_COSTS, params, "runs", "tasks")
-        return _select(df, families, presets, split_scheme)[columns].reset_index(drop=True)
+        return _select(df, families, presets, split_scheme, transductive)[columns].reset_index(drop=True)
 
     def run_scores(self, families: list[str] | None = None, presets: list[str] | None = None) -> pd.DataFrame:
         """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
@@ -261,6 +264,7 @@ class ResultsDB(ResultsStore):
         families: list[str] | None = None,
         presets: list[str] | None = None,
         split_scheme: str | None = None,
+        transductive: bool | None = None,
     ) -> pd.DataFrame:
         """Learning curves averaged over seeds: one row per (entry, step) with the mean, the
         95% CI across seeds (``ci_low``, ``ci_high``; NaN with one seed), ``n_seeds`` and the
@@ -272,7 +276,8 @@ class ResultsDB(ResultsStore):
                               excluded=list(CURVE_EXCLUDED))  # fmt: skip
         if params is None:
             return _empty(columns)
-        df = _select(self._memo(sql.CURVE_SUMMARY, params, "runs", "curves"), families, presets, split_scheme)
+        df = _select(self._memo(sql.CURVE_SUMMARY, params, "runs", "curves"), families, presets, split_scheme,
+                     transductive)
         half = ci_halfwidth(df.pop("sd").to_numpy(float), df["n_seeds"].to_numpy(float))
         df["ci_low"] = df["mean"] - half
         df["ci_high"] = df["mean"] + half
@@ -284,6 +289,7 @@ class ResultsDB(ResultsStore):
         families: list[str] | None = None,
         presets: list[str] | None = None,
         split_scheme: str | None = None,
+        transductive: bool | None = None,
     ) -> pd.DataFrame:
         """The runs ``curve_summary`` leaves out (status in ``CURVE_EXCLUDED``) under the same
         filters, newest suite version: run_id, algorithm, variant, family, preset, split_scheme, seed,
@@ -294,7 +300,7 @@ class ResultsDB(ResultsStore):
         if runs.empty:
             return _empty(columns)
         runs = runs[(runs["suite_version"] == runs["suite_version"].max()) & runs["status"].isin(CURVE_EXCLUDED)]
-        return _select(runs, families, presets, split_scheme)[columns].reset_index(drop=True)
+        return _select(runs, families, presets, split_scheme, transductive)[columns].reset_index(drop=True)
 
     def curves(self, suite: str, metric: str, split: str = "val") -> pd.DataFrame:
         """Learning-curve points of every run (any status) of the suite's newest version."""
@@ -322,9 +328,11 @@ def _budget(config: Any) -> tuple[Any, Any]:
 
 
 def _select(
-    df: pd.DataFrame, families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None
+    df: pd.DataFrame, families: list[str] | None = None, presets: list[str] | None = None, split_scheme: Any = None,
+    transductive: bool | None = None,
 ) -> pd.DataFrame:
-    """The rows of ``df`` whose family, preset and split scheme pass the filters (None = any).
+    """The rows of ``df`` whose family, preset, split scheme and transductive flag (issue 22) pass
+    the filters (None = any).
     The scans are unfiltered (and memoised); every filter is applied here, in pandas."""
     keep = pd.Series(True, index=df.index)
     if families is not None:
@@ -333,6 +341,8 @@ def _select(
         keep &= df["preset"].isin([str(p) for p in presets])
     if split_scheme is not None:
         keep &= df["split_scheme"] == split_scheme
+    if transductive is not None:
+        keep &= df["transductive"].fillna(False).astype(bool) == bool(transductive)
     return df[keep]
 
 

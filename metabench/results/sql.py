@@ -161,7 +161,8 @@ SELECT list(DISTINCT family ORDER BY family) AS families,
        list(DISTINCT preset ORDER BY preset) AS presets,
        list(DISTINCT split_scheme ORDER BY split_scheme) AS split_schemes,
        mode(split_scheme) AS main_split_scheme,
-       list(DISTINCT variant ORDER BY variant) AS variants
+       list(DISTINCT variant ORDER BY variant) AS variants,
+       list(DISTINCT coalesce(transductive, false) ORDER BY coalesce(transductive, false)) AS transductive
 FROM finished
 """
 
