@@ -196,6 +196,7 @@ def test_smoke_cells_on_omniglot(tmp_path, shared_data):
     assert board["n_tasks"].tolist() == [10, 10, 10]
 
 
+@pytest.mark.slow   # ~11 s on a busy 2-core machine; the 32x32 conformance checks (test_image_suites) run by default
 def test_smoke_cells_on_fake_miniimagenet(tmp_path, fake_data):
     board = _smoke(tmp_path, "miniimagenet-5w1s", fake_data).leaderboard("miniimagenet-5w1s")
     assert set(board["algorithm"]) == {"rfs", "simpleshot"} and board["n_tasks"].tolist() == [10, 10]
