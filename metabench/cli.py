@@ -500,6 +500,12 @@ def cmd_reference(args) -> int:
         print(f"{added} run(s) added, {refused} refused, {len(running)} still running; manifest: "
               f"{sum(v == 'finished' for v in state.values())} of {len(state)} intended cells finished "
               f"({manifest.MANIFEST_TOML})")
+        readme = Path(__file__).resolve().parent.parent / "README.md"   # a checkout: keep its table current
+        if added and readme.exists():
+            from metabench.reference.table import BEGIN, update_readme
+
+            if BEGIN in readme.read_text(encoding="utf-8") and update_readme(readme):
+                print(f"updated the reference table in {readme}")
         return 1 if refused and not added else 0
     if action == "status":
         running = None
