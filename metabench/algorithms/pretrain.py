@@ -19,6 +19,7 @@ stays in their own modules.  This module holds what they share:
 * `StepDecay`: the papers' step learning-rate schedule (x `gamma` at fixed fractions of training),
   in meta-steps because the engine counts steps, not epochs.
 * `embed_tasks` / `embed_images`: eval-mode features of a task batch / of many images, in chunks.
+* `without_episodes`: the recorded protocol of such a learner has no training episodes.
 * `SGDPretrainConfig` / `SGDPretrained`: the SGD pre-training (momentum, weight decay, step
   decay) that `rfs` and `simpleshot` share; `finetune` keeps its own Adam (Chen et al.).
 """
@@ -34,10 +35,10 @@ from metabench.errors import ConfigError
 from metabench.nn.layers import Conv4
 
 
-#: Suite ids whose `paper` / `quick` settings differ from the Omniglot (Vinyals split) ones.
+#: The Omniglot suites on the Lake split: their training split is smaller (883 classes, 17,660
+#: images) than the Vinyals split's, so epoch-based step counts differ.
 OMNIGLOT_LAKE_IDS = ("omniglot-lake-5w1s", "omniglot-lake-5w5s", "omniglot-lake-20w1s", "omniglot-lake-20w5s",
                      "omniglot-lake-runs")
-NATURAL_IMAGE_IDS = ("miniimagenet-5w1s", "miniimagenet-5w5s", "cifarfs-5w1s", "cifarfs-5w5s")
 
 
 def fits_classes(name: str, suite) -> tuple[bool, str]:

@@ -68,7 +68,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.pretrain import (NATURAL_IMAGE_IDS, OMNIGLOT_LAKE_IDS, SGDPretrainConfig, SGDPretrained,
+from metabench.algorithms.base import IMAGE_SUITES
+from metabench.algorithms.pretrain import (OMNIGLOT_LAKE_IDS, SGDPretrainConfig, SGDPretrained,
                                            embed_tasks)
 from metabench.errors import ConfigError
 
@@ -92,7 +93,7 @@ def logistic_heads(zs: np.ndarray, ys: np.ndarray, zq: np.ndarray, C: float = 1.
 
     zs (T, S, D) support features, ys (T, S) labels in [0, n_way), zq (T, Q, D) query features
     -> (T, Q, n_way) probabilities, column c for label c (every label has a support example)."""
-    from sklearn.linear_model import LogisticRegression   # imported on use: the registry loads without it
+    from sklearn.linear_model import LogisticRegression   # imported on use: seconds to import, only rfs needs it
     from threadpoolctl import threadpool_limits
 
     out = []
@@ -117,7 +118,7 @@ class RFS(SGDPretrained):
         "paper": {"classification": dict(lr=0.05, momentum=0.9, weight_decay=5e-4, lr_decay_at=(0.6, 0.8),
                                          lr_decay=0.1, batch_way=32, per_class=2, C=1.0, max_iter=1000),
                   # the paper's own suites: the same recipe, spelt out
-                  **{s: dict(batch_way=32, per_class=2) for s in NATURAL_IMAGE_IDS}},
+                  **{s: dict(batch_way=32, per_class=2) for s in IMAGE_SUITES}},
         "smoke": {"classification": dict(batch_way=4, per_class=2, hidden=8)},
     }
     PRESETS["quick"] = PRESETS["paper"]
@@ -125,7 +126,7 @@ class RFS(SGDPretrained):
     LOOPS = {
         "paper": {"classification": dict(meta_steps=128_500, eval_every=5000),
                   **{s: dict(meta_steps=27_594, eval_every=2000) for s in OMNIGLOT_LAKE_IDS},
-                  **{s: dict(meta_steps=60_000, eval_every=2000) for s in NATURAL_IMAGE_IDS}},
+                  **{s: dict(meta_steps=60_000, eval_every=2000) for s in IMAGE_SUITES}},
         # 6,000 steps of 64 images: as many images as finetune's quick (3,000 x 128)
         "quick": {"classification": dict(meta_steps=6_000, eval_every=1000, n_val_tasks=200)},
     }

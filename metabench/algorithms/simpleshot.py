@@ -62,7 +62,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.pretrain import (NATURAL_IMAGE_IDS, OMNIGLOT_LAKE_IDS, SGDPretrainConfig, SGDPretrained,
+from metabench.algorithms.base import IMAGE_SUITES
+from metabench.algorithms.pretrain import (OMNIGLOT_LAKE_IDS, SGDPretrainConfig, SGDPretrained,
                                            embed_images, embed_tasks)
 from metabench.errors import ConfigError
 
@@ -124,16 +125,16 @@ class SimpleShot(SGDPretrained):
     Config = Config
     PRESETS = {
         "paper": {"classification": dict(_PAPER, batch_way=128, per_class=2, mean_per_class=20),
-                  **{s: dict(batch_way=64, per_class=4, mean_per_class=600) for s in NATURAL_IMAGE_IDS}},
+                  **{s: dict(batch_way=64, per_class=4, mean_per_class=600) for s in IMAGE_SUITES}},
         "quick": {"classification": dict(_PAPER, batch_way=128, per_class=2, mean_per_class=5),
-                  **{s: dict(batch_way=64, per_class=4, mean_per_class=100) for s in NATURAL_IMAGE_IDS}},
+                  **{s: dict(batch_way=64, per_class=4, mean_per_class=100) for s in IMAGE_SUITES}},
         "smoke": {"classification": dict(batch_way=4, per_class=2, hidden=8, mean_per_class=2)},
     }
     # 90 epochs at 256 images per step (CIFAR-FS and Omniglot, not in the paper: the same recipe)
     LOOPS = {
         "paper": {"classification": dict(meta_steps=28_913, eval_every=2000),
                   **{s: dict(meta_steps=6_209, eval_every=1000) for s in OMNIGLOT_LAKE_IDS},
-                  **{s: dict(meta_steps=13_500, eval_every=1000) for s in NATURAL_IMAGE_IDS}},
+                  **{s: dict(meta_steps=13_500, eval_every=1000) for s in IMAGE_SUITES}},
         # 1,500 steps of 256 images: as many images as finetune's quick (3,000 x 128) and rfs's
         "quick": {"classification": dict(meta_steps=1_500, eval_every=500, n_val_tasks=200)},
     }
