@@ -83,7 +83,9 @@ def test_add_ships_tables_only_backfills_the_fingerprint_and_refuses_with_a_sent
                 write_table(read_table(path, kind).assign(run_id=name), path, kind)
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
 
-    outcomes = {o.run_id: o for o in add_runs(src, dest=dest)}
+    refused = add_runs(src, [ok], dest=dest)[0]
+    assert refused.action == "refused" and "smoke run" in refused.message and not any(dest.iterdir())
+    outcomes = {o.run_id: o for o in add_runs(src, dest=dest, allow_smoke=True)}
     assert outcomes[ok].action == "added" and outcomes[legacy].action == "added"
     assert "backfilled" in outcomes[legacy].message
     assert outcomes[running].action == "running"
@@ -95,7 +97,7 @@ def test_add_ships_tables_only_backfills_the_fingerprint_and_refuses_with_a_sent
     assert not list(dest.rglob("checkpoints")) and not list(dest.rglob("*.json"))
     assert verify_results(dest).ok
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before   # the source is only read
-    assert [o.action for o in add_runs(src, [ok], dest=dest)] == ["unchanged"]
+    assert [o.action for o in add_runs(src, [ok], dest=dest, allow_smoke=True)] == ["unchanged"]
 
 
 def test_the_readme_table_is_generated_from_the_shipped_set():

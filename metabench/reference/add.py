@@ -1,6 +1,6 @@
 """`metabench reference add RESULTS_DIR [RUN_ID...]`: copy finished, verified runs into the shipped set.
 
-A run is added only when it is *finished*, every one of its results files passes the checks of
+A run is added only when it is *finished* and not a smoke run, every one of its results files passes the checks of
 `metabench results verify`, it came from a built-in algorithm, its stored configuration is what
 this metabench resolves the same cell to (not *stale*: ``config_differences``), and its fixed
 test tasks' fingerprint equals the one this metabench computes for the suite now. Only its Parquet
@@ -72,9 +72,11 @@ def standalone_fingerprint(row: dict[str, Any], data_root=None, cache: dict | No
     return value
 
 
-def check_run(run_dir: Path, data_root=None, cache: dict | None = None) -> tuple[dict[str, Any] | None, str | None]:
+def check_run(run_dir: Path, data_root=None, cache: dict | None = None,
+              allow_smoke: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     """(the run's ``runs`` row, None) when it may ship, else (row or None, one sentence why not).
-    The row's ``tasks_fingerprint`` is filled in when the run recorded none."""
+    The row's ``tasks_fingerprint`` is filled in when the run recorded none. ``allow_smoke``: for
+    tests, which ship smoke runs into a scratch folder."""
     from metabench.algorithms import ALGORITHMS
     from metabench.engine.cell import config_differences
     from metabench.results.verify import check_results_file
@@ -93,6 +95,8 @@ def check_run(run_dir: Path, data_root=None, cache: dict | None = None) -> tuple
                      + (f" ({row['error']})" if isinstance(row.get("error"), str) and row["error"] else ""))
     if not (run_dir / "tasks.parquet").exists():
         return row, "it is marked finished but has no tasks.parquet; redo the cell"
+    if row["preset"] == "smoke" and not allow_smoke:
+        return row, "it is a smoke run (a few steps, to check that things run); the set holds quick or paper runs"
     if str(row.get("origin") or "built-in") != "built-in" or row["algorithm"] not in ALGORITHMS.names() \
             or ALGORITHMS.origin(row["algorithm"]) != "built-in":
         return row, f"its algorithm {row['algorithm']!r} ({row.get('origin')}) is not a built-in; the set holds built-ins only"
@@ -158,7 +162,7 @@ def copy_run(run_dir: Path, row: dict[str, Any], dest: Path) -> str:
 
 
 def add_runs(results_dir: str | Path, run_ids: list[str] | None = None, dest: str | Path | None = None,
-             data_root=None, say: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+             data_root=None, say: Callable[[Outcome], None] | None = None, allow_smoke: bool = False) -> list[Outcome]:
     """Check and copy runs of ``results_dir`` (every run folder in it, or ``run_ids``) into
     ``dest`` (default: the shipped folder). Runs still running are reported as such (the manifest
     marks them running); every other refusal says why in one sentence."""
@@ -182,7 +186,7 @@ def add_runs(results_dir: str | Path, run_ids: list[str] | None = None, dest: st
     cache: dict = {}
     outcomes = []
     for folder in folders:
-        row, problem = check_run(folder, data_root, cache)
+        row, problem = check_run(folder, data_root, cache, allow_smoke)
         if problem is None:
             outcome = Outcome(folder.name, copy_run(folder, row, dest),
                               "tasks_fingerprint backfilled" if not _recorded_fingerprint(folder) else "")
