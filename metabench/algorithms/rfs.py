@@ -20,9 +20,10 @@ Implementation details
       L2-normalised support features (float32, as theirs) and scored on the queries;
       `accuracy` from the most probable class (what `predict` returns), `loss` the cross-entropy
       of `predict_proba` on the true labels.
-      Their `penalty='l2'` and `multi_class='multinomial'` are not passed: scikit-learn >= 1.5
-      fits multinomial lbfgs for three or more classes anyway, 1.8 removed `multi_class` and
-      deprecated `penalty` (L2 is `l1_ratio=0`, the default).
+      Their `penalty='l2'` and `multi_class='multinomial'` are not passed: the scikit-learn
+      installed here (1.9) has no `multi_class` any more and deprecates `penalty`; its lbfgs fit
+      is multinomial for three or more classes and L2-penalised (`l1_ratio=0`) by default, as in
+      the versions the dependency allows (>= 1.5).
     * Features are the Conv-4's flattened output before the linear layer, in `eval()` mode
       (running batch-norm statistics), so each query is classified on its own
       (`transductive=False`).
@@ -30,11 +31,12 @@ Implementation details
       `x / ||x||` would give NaN).
     * Head fitting is one scikit-learn fit per task, sequential, with BLAS and OpenMP limited to
       one thread (`threadpoolctl`) while fitting: the problems are tiny (5-100 examples), and
-      with the default thread pools each fit took 30 ms instead of 5 ms on a busy 2-core machine.
-      No warm start (starting from the previous task's head changes each result slightly, so the
-      head would no longer be the paper's direct fit) and no batching (scikit-learn fits one
-      problem at a time).  Measured against the backbone's forward passes by
-      `benchmarks/bench_head_fit.py`.
+      thread pools only add synchronisation.  `benchmarks/bench_head_fit.py` on the 600
+      omniglot-5w1s test tasks (quick Config after 300 pre-training steps, a busy 2-core
+      machine): forward passes 176 s, fits 8.9 s with one thread, 48.7 s with the default pools
+      (identical probabilities).  No warm start (starting from the previous task's head changes
+      each result slightly, so the head would no longer be the paper's direct fit) and no
+      batching (scikit-learn fits one problem at a time).
 
 Differences from the paper
     * Backbone: our Conv-4 (4 x [conv3x3-64, batch norm, ReLU, 2x2 max-pool], flattened: 64
@@ -98,7 +100,7 @@ def logistic_heads(zs: np.ndarray, ys: np.ndarray, zq: np.ndarray, C: float = 1.
 
     out = []
     # One BLAS / OpenMP thread: on these tiny problems (5-100 examples) threads only add
-    # synchronisation; measured 30 ms -> 5 ms per fit on a busy 2-core machine (module docstring).
+    # synchronisation (5.5x faster fits, measured in the module docstring).
     with threadpool_limits(limits=1):
         for t in range(len(zs)):
             clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, random_state=0)

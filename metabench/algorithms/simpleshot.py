@@ -24,14 +24,16 @@ Implementation details
       distinct images, drawn once per evaluation through the suite (one task whose way is the
       number of training classes, from a generator seeded with 0: the same images at every
       evaluation of every run and seed, like the suite's fixed tasks, so a restored checkpoint
-      evaluates exactly as the run that wrote it).  At `mean_per_class` = the images per class (20 on
-      Omniglot, 600 on miniImageNet and CIFAR-FS: the `paper` preset) that is every training
-      image: 82,240 on Omniglot (Vinyals split, 4,112 classes with rotations), 17,660 on the
-      Lake split (883 classes), 38,400 on miniImageNet and CIFAR-FS (64 classes).  `quick` uses 5
-      per class on Omniglot (20,560 images; 4,415 on Lake) and 100 on miniImageNet / CIFAR-FS
-      (6,400).  The mean is recomputed whenever the backbone has changed since the last
-      evaluation (validation during training uses the mean of that moment's backbone); it is
-      not a meta-parameter and is not checkpointed (it is recomputed from the model).
+      evaluates exactly as the run that wrote it).  At `mean_per_class` = the images per class
+      (20 on Omniglot, 600 on miniImageNet and CIFAR-FS: the `paper` preset) that is every
+      training image: 82,240 on Omniglot (Vinyals split, 4,112 classes with rotations), 17,660
+      on the Lake split (883 classes), 38,400 on miniImageNet and CIFAR-FS (64 classes).
+      `quick` uses 5 per class on Omniglot (20,560 images; 4,415 on Lake) and 100 on
+      miniImageNet / CIFAR-FS (6,400).  The mean is recomputed whenever the backbone has changed
+      since the last evaluation (validation during training uses the mean of that moment's
+      backbone); it is not a meta-parameter and is not checkpointed (it is recomputed from the
+      model).  The draw is one tensor: the `paper` preset's 38,400 miniImageNet images hold
+      3.3 GB as float32 while their features are computed (in chunks of 256 images).
     * A centroid is the mean of a class's transformed support features (not re-normalised);
       `accuracy` is the only metric (the rule has no probabilities, so no `loss`).
     * Features: the Conv-4's flattened output before the linear layer, in `eval()` mode, so each
