@@ -161,3 +161,8 @@ def test_an_unverified_number_says_so():
     out = attach_published(board, "miniimagenet-5w1s")
     assert out["published"].iloc[0] == pytest.approx(0.4969)
     assert out["published_source"].iloc[0].endswith("[quoted from memory, not verified against the paper]")
+
+
+def test_ravi_larochelle_finetuning_is_not_our_finetune():
+    row = published_for("miniimagenet-5w1s").query("algorithm == 'finetune'").iloc[0].to_dict()
+    assert protocol_mismatches(row, {"preset": "paper", "backbone": "conv4-pool-64", "model": None}) == ["model"]
