@@ -54,6 +54,9 @@ class Algorithm:
     #: (gradient steps on the support set, `test_inner_steps`), 'support passes' (metric and
     #: memory learners read the support set once) or 'none' (no adaptation to the support set).
     adaptation_unit: ClassVar[str] = "support passes"
+    #: The Config field holding the number of inner steps at test, for 'inner steps' learners
+    #: (`finetune` would name its `head_steps`).
+    budget_field: ClassVar[str] = "test_inner_steps"
     #: Gradient-based learners set this to report their metric at the suite's common budgets
     #: (`Suite.common_budgets`, e.g. `mse@1` and `mse@10` on sinusoid) besides their own
     #: `test_inner_steps`: `evaluate` then runs `eval_steps()` steps and scores `report_steps()`.
@@ -105,13 +108,13 @@ class Algorithm:
         is the budget).  The headline metric is at this budget."""
         unit = self.budget_unit()
         if unit == "inner steps":
-            return int(self.config.test_inner_steps)
+            return int(getattr(self.config, self.budget_field))
         return {"none": 0, "trial": None}.get(unit, 1)
 
     def report_steps(self) -> list[int]:
-        """The inner-step counts k at which `evaluate` reports `metric@k`: 0..`test_inner_steps`,
-        plus the suite's common budgets when the class `reports_common_budgets`."""
-        own = int(self.config.test_inner_steps)
+        """The inner-step counts k at which `evaluate` reports `metric@k`: 0..`test_inner_steps`
+        (the `budget_field`), plus the suite's common budgets when the class `reports_common_budgets`."""
+        own = int(getattr(self.config, self.budget_field))
         extra = tuple(getattr(self.suite, "common_budgets", ())) if self.reports_common_budgets else ()
         return sorted(set(range(own + 1)) | {int(k) for k in extra})
 
