@@ -3,8 +3,8 @@
 The table is ``published.csv`` in this package: one published number per row, with the paper, the
 table it comes from, the protocol (split, transductive or not, architecture) and how it was
 checked (``check``: P = read in the paper or a paper table quoting it; S = a secondary source,
-named in ``source``; U = quoted from the paper from memory, found in no source reachable when the
-row was added: verify before citing). Values are in metabench's units (accuracy as a fraction).
+named in ``source``). A number that could not be read in any reachable source is not in the table
+(MetaNet's, SimpleShot's). Values are in metabench's units (accuracy as a fraction).
 
 Protocol columns (issue 22): a published number is shown beside a leaderboard row only when the
 run's *recorded* protocol matches the paper's on every field the published row states. An empty
@@ -41,8 +41,6 @@ from metabench.results.variants import is_plain
 PROTOCOL_FIELDS = ["preset", "train_way", "train_shot", "train_query", "test_steps", "backbone", "model"]
 #: Of those, the integer ones.
 _INT_FIELDS = ("train_way", "train_shot", "train_query", "test_steps")
-#: Appended to the source of a published number that was not read in any source (check U).
-UNVERIFIED = " [quoted from memory, not verified against the paper]"
 #: Columns of ``published_for``, in order.
 PUBLISHED_COLUMNS = ["suite", "split_scheme", "algorithm", "variant", "metric", "value", "ci95", "transductive",
                      "architecture", "protocol", "citation", "source", "check", *PROTOCOL_FIELDS]
@@ -135,8 +133,7 @@ def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
     A plain row (``variant`` equal to ``algorithm``, or no ``variant`` column) gets the first
     published number (file order) with the same algorithm, split scheme, transductive flag and
     metric whose stated protocol fields the row's recorded protocol matches
-    (``protocol_mismatches``); ``published_source`` is its citation, marked ``UNVERIFIED`` for
-    a check-U row. The row's protocol is read from its ``config`` column (the runs'
+    (``protocol_mismatches``); ``published_source`` is its citation. The row's protocol is read from its ``config`` column (the runs'
     ``runs.config`` JSON) and ``preset``; a board without a ``config`` column has no recorded
     protocol, so it matches only published rows that state no protocol field (none do). NaN
     when nothing matches, and for every variant with overrides.
@@ -152,8 +149,7 @@ def attach_published(board: pd.DataFrame, suite: str) -> pd.DataFrame:
             hit = next((p for p in rows.get(key, []) if not protocol_mismatches(p, run)), None)
         values.append(float(hit["value"]) if hit else float("nan"))
         cis.append(float(hit["ci95"]) if hit else float("nan"))
-        # a number quoted from memory (check U) says so wherever its source is shown
-        sources.append((str(hit["citation"]) + (UNVERIFIED if hit["check"] == "U" else "")) if hit else None)
+        sources.append(str(hit["citation"]) if hit else None)
     out["published"] = values
     out["published_ci95"] = cis
     out["published_source"] = sources
