@@ -151,3 +151,20 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
     with pytest.raises(ConfigError, match="another configuration"):
         CellRunner(cell, tmp_path, allow_download=False).run()
     assert read_table(path, "runs")["status"].iloc[0] == "finished"          # the old run is left as it was
+
+
+def test_a_field_added_with_its_old_behaviour_does_not_make_a_run_stale():
+    """MAML's `inner_loss` came after runs were recorded; 'mean' computes what they computed, so a
+    stored config without it matches a current 'mean', and no other value (or field) does."""
+    from metabench.algorithms.maml import MAML
+    from metabench.engine.cell import config_differences
+
+    current = {"algorithm": {"inner_lr": 0.4, "inner_loss": "mean"}, "loop": {"meta_steps": 5}, "suite": {"version": 1}}
+    stored = {"algorithm": {"inner_lr": 0.4}, "loop": {"meta_steps": 5}, "suite": {"version": 1}}
+    assert MAML.ADDED_FIELDS == {"inner_loss": "mean"}
+    assert config_differences(stored, current, MAML.ADDED_FIELDS) == []
+    assert config_differences(stored, current) == ["algorithm.inner_loss"]          # without the declaration
+    sum_k = {**current, "algorithm": {"inner_lr": 0.4, "inner_loss": "sum/K"}}
+    assert config_differences(stored, sum_k, MAML.ADDED_FIELDS) == ["algorithm.inner_loss"]
+    extra = {**current, "algorithm": {**current["algorithm"], "new_field": 1}}
+    assert config_differences(stored, extra, MAML.ADDED_FIELDS) == ["algorithm.new_field"]

@@ -48,6 +48,10 @@ class Algorithm:
     #: configuration the paper did not use, so never a preset (docs/variants.md). ``--algorithms``
     #: accepts the short name; the leaderboard shows the entry.
     VARIANTS: ClassVar[dict[str, str]] = {}
+    #: Config fields added after runs were recorded -> the value that computes exactly what those
+    #: runs computed (a stored config without the field then still matches; engine.cell's
+    #: ``config_differences``). Only for a field whose value reproduces the old code bit for bit.
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {}
     #: The Algorithm contract version this class is written against (see CONTRACT_VERSION).
     contract_version: ClassVar[int] = CONTRACT_VERSION
     #: How the test-time adaptation budget is counted (issue 22 section 3): 'inner steps'

@@ -161,6 +161,8 @@ class MAML(Algorithm):
     Config = Config
     adaptation_unit = "inner steps"
     reports_common_budgets = True
+    # runs recorded before the inner-loss option (issue 22) took the mean
+    ADDED_FIELDS = {"inner_loss": "mean"}
     PRESETS = {
         "paper": {
             # Finn et al. 2017, appendix A.1 and cbfinn/maml main.py

@@ -73,15 +73,24 @@ def cell_status(results_dir: Path, run_id: str) -> str | None:
         return None
 
 
-def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_differences(stored: dict[str, Any], current: dict[str, Any],
+                       added: dict[str, Any] | None = None) -> list[str]:
     """The fields (``algorithm.inner_lr``, ``loop.meta_steps``, ``suite.version``) in which a run's
     stored ``config`` differs from ``CellRunner.resolved_config()``; a field missing on one side
-    differs too (a Config field added since may have changed what the code computes)."""
+    differs too (a Config field added since may have changed what the code computes), unless it
+    is in ``added`` (the algorithm's ``ADDED_FIELDS``) and its current value is the one given
+    there, the value that computes what runs stored without it computed."""
     current = json.loads(json.dumps(current, sort_keys=True))   # tuples as JSON lists, as stored
+    added = json.loads(json.dumps(added or {}))
     missing = object()
+
+    def same(key: str, old: Any, new: Any) -> bool:
+        return old == new or (old is missing and key in added and new == added[key])
+
     changed = [f"{part}.{key}" for part in ("algorithm", "loop")
                for key in sorted(set(stored.get(part) or {}) | set(current[part]))
-               if (stored.get(part) or {}).get(key, missing) != current[part].get(key, missing)]
+               if not same(key if part == "algorithm" else "", (stored.get(part) or {}).get(key, missing),
+                           current[part].get(key, missing))]
     if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
         changed.append("suite.version")
     return changed
@@ -99,7 +108,7 @@ def stored_config_conflict(runner: "CellRunner") -> str | None:
         stored = json.loads(read_table(path, "runs")["config"].iloc[0])
     except Exception:   # unreadable: `metabench results verify` reports it; the resume logic copes
         return None
-    changed = config_differences(stored, runner.resolved_config())
+    changed = config_differences(stored, runner.resolved_config(), runner.algo_cls.ADDED_FIELDS)
     if not changed:
         return None
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")

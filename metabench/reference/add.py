@@ -104,7 +104,7 @@ def check_run(run_dir: Path, data_root=None, cache: dict | None = None,
         runner = _runner(row, data_root)
     except ConfigError as exc:
         return row, f"this metabench cannot rebuild its cell: {exc}"
-    differ = config_differences(json.loads(row["config"]), runner.resolved_config())
+    differ = config_differences(json.loads(row["config"]), runner.resolved_config(), runner.algo_cls.ADDED_FIELDS)
     if differ:
         return row, (f"it is stale: its stored configuration differs from what {row['variant']} "
                      f"({row['preset']} preset) resolves to now ({', '.join(differ[:6])}); rerun the cell")
