@@ -5,7 +5,7 @@ import streamlit as st
 from metabench.dashboard import charts, data, routing, state, tables
 from metabench.results import metrics
 
-routing.require_router()
+routing.require_router(__file__)
 st.title("Leaderboard")
 
 f = state.suite_filters()
