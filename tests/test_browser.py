@@ -104,7 +104,7 @@ def _open(page, url: str, text: str) -> None:
 PAGES = [
     ("", "Pages"),
     ("leaderboard", "Mean and 95% CI are over"),
-    ("across_suites", "Mean rank"),
+    ("across_suites", "interquartile mean of all"),
     ("curves", "Seeds per entry"),
     ("per_task", "Paired: A"),
     ("cost", "Per entry"),
