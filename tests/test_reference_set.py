@@ -134,7 +134,7 @@ def test_reference_status_and_table_commands(run_cli, tmp_path):
     assert rc == 2 and "no results folder at" in err
 
 
-def test_the_shipped_fingerprints_match_on_this_machine():
+def test_the_shipped_fingerprints_match_on_this_machine(shared_data):
     """Issue 21 §3: pairing a user's run with the shipped rows is honest only if this machine draws
     the same fixed test tasks; recompute each shipped suite's fingerprint here (CI's clean clone is
     a second machine) and compare it with what the shipped runs recorded."""
@@ -145,4 +145,4 @@ def test_the_shipped_fingerprints_match_on_this_machine():
     rows = [read_table(p, "runs").iloc[0].to_dict() for p in sorted(reference_dir().glob("*/runs.parquet"))]
     assert rows, "the shipped set is empty"
     for row in rows:
-        assert row["tasks_fingerprint"] == standalone_fingerprint(row, cache=cache), row["run_id"]
+        assert row["tasks_fingerprint"] == standalone_fingerprint(row, shared_data, cache=cache), row["run_id"]
