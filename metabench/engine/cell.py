@@ -84,13 +84,14 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any],
     added = json.loads(json.dumps(added or {}))
     missing = object()
 
-    def same(key: str, old: Any, new: Any) -> bool:
-        return old == new or (old is missing and key in added and new == added[key])
+    defaults = {"algorithm": added, "loop": {}}   # ADDED_FIELDS are Config (algorithm) fields
+
+    def same(part: str, key: str) -> bool:
+        old, new = (stored.get(part) or {}).get(key, missing), current[part].get(key, missing)
+        return old == new or (old is missing and key in defaults[part] and new == defaults[part][key])
 
     changed = [f"{part}.{key}" for part in ("algorithm", "loop")
-               for key in sorted(set(stored.get(part) or {}) | set(current[part]))
-               if not same(key if part == "algorithm" else "", (stored.get(part) or {}).get(key, missing),
-                           current[part].get(key, missing))]
+               for key in sorted(set(stored.get(part) or {}) | set(current[part])) if not same(part, key)]
     if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
         changed.append("suite.version")
     return changed
@@ -108,7 +109,7 @@ def stored_config_conflict(runner: "CellRunner") -> str | None:
         stored = json.loads(read_table(path, "runs")["config"].iloc[0])
     except Exception:   # unreadable: `metabench results verify` reports it; the resume logic copes
         return None
-    changed = config_differences(stored, runner.resolved_config(), runner.algo_cls.ADDED_FIELDS)
+    changed = runner.config_differences(stored)
     if not changed:
         return None
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -153,6 +154,11 @@ class CellRunner:
         self.n_test = loop.n_test_tasks or self.suite.n_test_tasks
         #: The fixed test tasks' fingerprint, set while the test split is evaluated (`_evaluate`).
         self.tasks_fingerprint: str | None = None
+
+    def config_differences(self, stored: dict[str, Any]) -> list[str]:
+        """The fields in which a stored run's ``config`` differs from what this cell resolves to now
+        (``config_differences``, with the algorithm's ``ADDED_FIELDS``)."""
+        return config_differences(stored, self.resolved_config(), self.algo_cls.ADDED_FIELDS)
 
     def log(self, message: str) -> None:
         """One line in the cell's `events.log` (resumes, skipped checkpoints) and on stderr."""

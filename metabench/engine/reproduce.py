@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from metabench.engine.cell import CellRunner, config_differences
+from metabench.engine.cell import CellRunner
 from metabench.errors import ConfigError
 from metabench.results.ids import check_run_id
 from metabench.results.writer import read_table
@@ -122,7 +122,7 @@ def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | Non
         refuse_if_reference(scratch, "write the rerun into")
     scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="metabench-reproduce-"))
     runner = CellRunner(cell, scratch, data_root, allow_download=allow_download, progress=progress)
-    differ = config_differences(json.loads(row["config"]), runner.resolved_config(), runner.algo_cls.ADDED_FIELDS)
+    differ = runner.config_differences(json.loads(row["config"]))
     if differ:
         raise ConfigError(f"run {run_id} cannot be reproduced by this metabench: its stored configuration differs "
                           f"from what {cell.variant} ({cell.preset} preset) resolves to now ({', '.join(differ[:6])}); "

@@ -78,7 +78,6 @@ def check_run(run_dir: Path, data_root=None, cache: dict | None = None,
     The row's ``tasks_fingerprint`` is filled in when the run recorded none. ``allow_smoke``: for
     tests, which ship smoke runs into a scratch folder."""
     from metabench.algorithms import ALGORITHMS
-    from metabench.engine.cell import config_differences
     from metabench.results.verify import check_results_file
 
     run_dir = Path(run_dir)
@@ -104,7 +103,7 @@ def check_run(run_dir: Path, data_root=None, cache: dict | None = None,
         runner = _runner(row, data_root)
     except ConfigError as exc:
         return row, f"this metabench cannot rebuild its cell: {exc}"
-    differ = config_differences(json.loads(row["config"]), runner.resolved_config(), runner.algo_cls.ADDED_FIELDS)
+    differ = runner.config_differences(json.loads(row["config"]))
     if differ:
         return row, (f"it is stale: its stored configuration differs from what {row['variant']} "
                      f"({row['preset']} preset) resolves to now ({', '.join(differ[:6])}); rerun the cell")
