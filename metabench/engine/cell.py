@@ -32,6 +32,7 @@ from metabench import fsutil
 from metabench.algorithms import ALGORITHMS
 from metabench.engine.checkpoint import load_latest, save_checkpoint
 from metabench.engine.device import resolve_device
+from metabench.engine.schedule import ThreadSchedule
 from metabench.errors import ConfigError
 from metabench.results.ids import check_run_id
 from metabench.results.writer import read_table, remove_temporaries, write_table
@@ -127,8 +128,13 @@ class CellRunner:
 
     def __init__(self, cell: Cell, results_dir: Path, data_root=None, *, job_id: str | None = None,
                  allow_download: bool = True, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None):
+                 should_stop: StopFn | None = None, threads: ThreadSchedule | None = None):
         self.cell, self.job_id = cell, job_id
+        #: Applies and records the torch thread count between steps (metabench.engine.schedule).
+        self.threads = threads or ThreadSchedule()
+        #: Seconds spent per phase (setup, sample, train, validate, checkpoint, log, test), kept
+        #: across resumes: what of a cell's wall time is not meta-training (issue 23).
+        self.phase_times: dict[str, float] = {}
         self.should_stop = should_stop or (lambda: False)
         self.run_dir = Path(results_dir) / cell.run_id
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -181,6 +187,9 @@ class CellRunner:
         config = {"algorithm": dataclasses.asdict(self.config), "loop": dataclasses.asdict(self.loop),
                   "suite": self.suite.describe(), "batching": getattr(algo, "batching", None),
                   "batching_timings_s": getattr(algo, "batching_timings", None) or None,
+                  # [step, torch threads] from that step on: a rerun replays it (engine.schedule)
+                  "threads": self.threads.record or None,
+                  "phase_times_s": {k: round(v, 3) for k, v in sorted(self.phase_times.items())} or None,
                   # what published numbers are matched against (issue 22; results.published)
                   "protocol": algo.recorded_protocol() if algo else None}
         return {
@@ -243,6 +252,7 @@ class CellRunner:
             raise ConfigError(conflict)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(self.run_dir)   # left by a process killed in the middle of a write
+        t_setup = time.perf_counter()
         self.suite.prepare(self.data_root, self.device, allow_download=self.allow_download, progress=False)
         self.algo = self.algo_cls(self.suite, self.config, self.device, self.cell.seed)
         self.algo.total_meta_steps = self.loop.meta_steps
@@ -260,6 +270,8 @@ class CellRunner:
             step, elapsed = int(state["step"]), float(state["elapsed"])
             started_at = datetime.fromisoformat(state["started_at"])
             acc, n_acc = dict(state.get("acc", {})), int(state.get("n_acc", 0))
+            self.threads.restore(state.get("threads"), step)
+            self.phase_times = dict(state.get("phase_times", {}))
             self.log(f"resumed from the checkpoint of step {step}")
         elif had_checkpoints:
             self.log("no usable checkpoint left; restarting the cell from step 0")
@@ -275,13 +287,18 @@ class CellRunner:
         # point at step 0 so that learning-curve plots can show them as a flat reference.
         trains = getattr(self.algo_cls, "needs_training", True)
         total_steps = L.meta_steps if trains else 0
+        self._add_time("setup", t_setup)
         try:
             if not trains and not any(self.run_dir.glob("curves-*.parquet")):
+                self.threads.at(0)
+                t = time.perf_counter()
                 val = self._evaluate("val", L.n_val_tasks)
                 last_val = {k: sum(v for _, v, _ in items) / len(items) for k, items in val.items()}
                 rows += [self._curve(0, time.perf_counter() - t0, "val", k, v) for k, v in last_val.items()]
                 self._flush_curves(rows, 0)
+                self._add_time("validate", t)
             while step < total_steps:
+                self.threads.at(step)
                 if self.should_stop():
                     if saved_at != step:
                         self._flush_curves(rows, step)
@@ -292,9 +309,12 @@ class CellRunner:
                     self.progress({"phase": "cancelled", "step": step, "total": total_steps, "elapsed": wall,
                                    "metrics": {}, "val": last_val})
                     return "cancelled"
+                t = time.perf_counter()
                 batch = self.suite.sample("train", request.n_tasks, gen, n_way=request.n_way,
                                           n_shot=request.n_shot, n_query=request.n_query)
+                t = self._add_time("sample", t)
                 metrics = self.algo.meta_train_step(batch)
+                t = self._add_time("train", t)
                 step += 1
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
                 if bad:
@@ -307,19 +327,27 @@ class CellRunner:
                     rows += [self._curve(step, wall, "train", k, v / n_acc) for k, v in acc.items()]
                     acc, n_acc = {}, 0
                 if step % L.eval_every == 0 or step == total_steps:
+                    t = time.perf_counter()
                     val = self._evaluate("val", L.n_val_tasks)
                     last_val = {k: sum(v for _, v, _ in items) / len(items) for k, items in val.items()}
                     rows += [self._curve(step, wall, "val", k, v) for k, v in last_val.items()]
+                    self._add_time("validate", t)
+                t = time.perf_counter()
                 if step % L.checkpoint_every == 0 or step == total_steps:
                     self._flush_curves(rows, step)
                     self._checkpoint(step, gen, t0, started_at, acc, n_acc)
                     saved_at = step
+                    t = self._add_time("checkpoint", t)
                 self.progress({"phase": "train", "step": step, "total": total_steps,
                                "elapsed": time.perf_counter() - t0, "metrics": metrics, "val": last_val})
+                self._add_time("log", t)
 
+            self.threads.at(step)
             self.progress({"phase": "test", "step": step, "total": total_steps,
                            "elapsed": time.perf_counter() - t0, "metrics": {}, "val": last_val})
+            t = time.perf_counter()
             results = self._evaluate("test", self.n_test)
+            self._add_time("test", t)
             task_rows = [{"run_id": self.cell.run_id, "split": "test", "task_id": int(tid), "metric": name,
                           "value": float(v), "descriptors": json.dumps(desc, sort_keys=True)}
                          for name, items in results.items() for tid, v, desc in items]
@@ -341,7 +369,14 @@ class CellRunner:
         save_checkpoint(self.ckpt_dir, step, {
             "algo": self.algo.state_dict(), "generator": gen.get_state(), "step": step,
             "elapsed": time.perf_counter() - t0, "started_at": started_at.isoformat(),
-            "acc": dict(acc), "n_acc": int(n_acc)})
+            "acc": dict(acc), "n_acc": int(n_acc), "threads": self.threads.record,
+            "phase_times": dict(self.phase_times)})
+
+    def _add_time(self, phase: str, since: float) -> float:
+        """Add the seconds since ``since`` to ``phase_times[phase]``; returns now."""
+        t = time.perf_counter()
+        self.phase_times[phase] = self.phase_times.get(phase, 0.0) + t - since
+        return t
 
     def _curve(self, step: int, wall: float, split: str, metric: str, value: float) -> dict[str, Any]:
         return {"run_id": self.cell.run_id, "step": step, "wall_time_s": wall, "split": split,

@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 from metabench.engine.jobstore import (LIVE, cell_status, existing_job_dir, identity, job_dir, new_job_id,
                                        read_spec, read_status, remove_stale_temporaries)
+from metabench.engine.schedule import (busy_elsewhere, expected_seconds, plan_threads, request_path,
+                                       schedule_policy, wait_policy, write_request)
 from metabench.engine.worker import BUSY, FINAL, NOT_STARTED
 from metabench.errors import ConfigError, DataUnavailable, MetabenchError, ResultsError
 from metabench.fsutil import atomic_write_json, read_json
@@ -106,15 +108,14 @@ def check_data(suites: list[str], data_root, allow_download: bool, progress: boo
     return missing
 
 
-def worker_env(threads: int) -> dict[str, str]:
+def worker_env(threads: int, wait: str = "PASSIVE") -> dict[str, str]:
+    """The worker's environment: allocator tuning, thread count and the OpenMP wait policy
+    (``metabench.engine.schedule.wait_policy``); a user's own OMP_* settings win."""
     env = dict(os.environ)
     if sys.platform.startswith("linux"):
         env.setdefault("GLIBC_TUNABLES", MALLOC_TUNING)
     env.setdefault("OMP_NUM_THREADS", str(threads))
-    # OpenMP threads that spin at barriers collapse when another process holds a core: a MAML
-    # step on this 2-core machine went from 0.46 s to 4.5 s with one busy neighbour; sleeping
-    # waiters keep it at 0.46 s (measured with benchmarks-style timing, see the issue-2 note).
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OMP_WAIT_POLICY", wait)
     return env
 
 
@@ -265,13 +266,15 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
             tell(f"skip {s}: {reason}")
             report.unavailable.append((s, reason))
         queue: deque[tuple[float, Cell]] = deque()
-        for c in cells:
+        cost = expected_seconds(cells) if len(cells) > 1 else {}
+        for c in sorted(cells, key=lambda c: -cost.get(c.run_id, 0.0)):   # longest first (stable)
             if c.suite in missing:
                 states[c.run_id] = {"state": "unavailable", "error": missing[c.suite]}
             else:
                 queue.append((0.0, c))
         executor = _make_executor(spec, results_dir, data_root, job_id, len(queue), jdir, tell)
         meta.update(executor.describe())
+        _record_schedule(jdir, executor.describe(), [c.run_id for _, c in queue], cost)
         grid = _bar(len(cells), "grid", progress, 0)
         grid.update(len(cells) - len(queue))
         bars: dict[str, Any] = {}
@@ -305,6 +308,8 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
                 states[cell.run_id] = {"state": "running", "started": time.time()}
                 bars[cell.run_id] = _bar(1, cell.run_id, progress, len(bars) + 1)
                 tell(f"start {cell.run_id}", terminal=False)
+            if not queue and hasattr(executor, "rebalance"):
+                executor.rebalance(tell)   # nothing waits: the running cells share the cores
             for cell, rc, err in executor.poll(timeout=0.25):
                 bar = bars.pop(cell.run_id, None)
                 if bar is not None:
@@ -341,7 +346,8 @@ def execute_job(results_dir: Path, job_id: str, *, progress: bool = False,
             if time.time() - last_write >= STATUS_EVERY_S:
                 for cell in executor.running_cells():
                     states[cell.run_id] = {**states[cell.run_id], **_cell_progress(results_dir, cell.run_id),
-                                           "state": "running"}
+                                           **(executor.threads_of(cell.run_id) if hasattr(executor, "threads_of")
+                                              else {}), "state": "running"}
                     if cell.run_id in bars:
                         _update_bar(bars[cell.run_id], read_json(results_dir / cell.run_id / "progress.json"))
                 write_status("cancelling" if cancel else "running")
@@ -392,6 +398,15 @@ def _stale(cell: Cell, results_dir: Path, data_root) -> str | None:
         return None   # the cell cannot be set up here; skipping it as done is what happened before
 
 
+def _record_schedule(jdir: Path, plan: dict[str, Any], order: list[str], cost: dict[str, float]) -> None:
+    """Append this execution's scheduling choice to the job's spec.json (a resumed job may run
+    on another machine with another plan, so each execution adds one entry)."""
+    saved = read_spec(jdir)
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **plan, "order": order,
+             "expected_s": {k: round(v, 1) for k, v in cost.items()}}
+    atomic_write_json(jdir / "spec.json", {**saved, "schedules": [*saved.get("schedules", []), entry]})
+
+
 def _make_executor(spec, results_dir, data_root, job_id, n_cells, jdir, tell):
     if spec.executor == "ray":
         from metabench.engine.ray_executor import RayExecutor
@@ -405,14 +420,19 @@ class LocalExecutor:
 
     def __init__(self, spec: RunSpec, results_dir: Path, data_root, job_id: str, n_cells: int, jdir: Path):
         self.results_dir, self.data_root, self.job_id = results_dir, data_root, job_id
-        self.workers, self.threads, self.gpus = local_plan(spec, max(n_cells, 1))
+        self.cores = cpu_cores()
+        self.workers, self.threads, self.gpus = local_plan(spec, max(n_cells, 1), cores=self.cores)
+        self.policy = schedule_policy()
         self.logs = jdir / "workers"
         self.logs.mkdir(exist_ok=True)
         self.free = list(range(self.workers))
         self.procs: dict[str, tuple[Cell, subprocess.Popen, int, Any]] = {}
+        self.assigned: dict[str, int] = {}   # run id -> torch threads the worker was last given
+        self.waits: dict[str, str] = {}      # run id -> OMP_WAIT_POLICY it started with
 
     def describe(self) -> dict[str, Any]:
-        return {"workers": self.workers, "threads_per_worker": self.threads, "gpus": self.gpus}
+        return {"workers": self.workers, "threads_per_worker": self.threads, "gpus": self.gpus,
+                "cores": self.cores, "schedule": "static" if self.gpus else self.policy}
 
     @property
     def running(self) -> bool:
@@ -426,7 +446,10 @@ class LocalExecutor:
 
     def start(self, cell: Cell) -> None:
         slot = self.free.pop(0)
-        env = worker_env(self.threads)
+        wait = wait_policy(self.threads, busy_elsewhere(sum(self.assigned.values())))
+        env = worker_env(self.threads, wait)
+        self.assigned[cell.run_id], self.waits[cell.run_id] = self.threads, env["OMP_WAIT_POLICY"]
+        request_path(self.results_dir, self.job_id, cell.run_id).unlink(missing_ok=True)   # an old job's
         if self.gpus and cell.device != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         err = open(self.logs / f"{cell.run_id}.log", "ab")
@@ -443,9 +466,25 @@ class LocalExecutor:
                 continue
             err.close()
             del self.procs[run_id]
+            self.assigned.pop(run_id, None)
             self.free.append(slot)
             done.append((cell, rc, _last_error(self.logs / f"{run_id}.log", rc)))
         return done
+
+    def rebalance(self, tell: Callable[..., None]) -> None:
+        """Share the machine's cores among the running CPU cells (nothing waits to start); each
+        worker applies its new count at its next step and records it (engine.schedule)."""
+        if self.policy != "adaptive" or self.gpus:
+            return
+        for run_id, n in plan_threads(self.cores, sorted(self.procs)).items():
+            if self.assigned.get(run_id) != n:
+                write_request(request_path(self.results_dir, self.job_id, run_id), n)
+                tell(f"{run_id}: {n} thread(s) from its next step ({len(self.procs)} cell(s) running "
+                     f"on {self.cores} cores)", terminal=False)
+                self.assigned[run_id] = n
+
+    def threads_of(self, run_id: str) -> dict[str, Any]:
+        return {"threads": self.assigned.get(run_id), "omp_wait_policy": self.waits.get(run_id)}
 
     def wait_all(self, timeout: float) -> None:
         deadline = time.time() + timeout

@@ -6,7 +6,10 @@ computes something else and says which fields differ), run from scratch into a s
 and its per-task rows are compared with the stored rows:
 
 * **identical**: every (task, metric) value bit for bit (expected on the same kind of CPU with
-  the same torch; see docs/reliability.md for what is and is not bit-reproducible);
+  the same torch; see docs/reliability.md for what is and is not bit-reproducible). The rerun
+  computes every step with the torch thread count the stored run recorded for it
+  (``runs.config["threads"]``, ``metabench.engine.schedule``); runs stored before that record
+  existed rerun with this process's thread count;
 * otherwise the mean difference on the primary metric with its paired 95% CI over the test
   tasks, and whether it is inside the seed-to-seed spread of the run's entry (the standard
   deviation of the per-seed means of the other finished seeds of the same entry in the folder).
@@ -27,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from metabench.engine.cell import CellRunner
+from metabench.engine.schedule import ThreadSchedule
 from metabench.errors import ConfigError
 from metabench.results.ids import check_run_id
 from metabench.results.writer import read_table
@@ -121,13 +125,24 @@ def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | Non
 
         refuse_if_reference(scratch, "write the rerun into")
     scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="metabench-reproduce-"))
-    runner = CellRunner(cell, scratch, data_root, allow_download=allow_download, progress=progress)
-    differ = runner.config_differences(json.loads(row["config"]))
+    stored_config = json.loads(row["config"])
+    # the torch thread counts the run computed with, step by step (older runs recorded none)
+    replay = ThreadSchedule(replay=stored_config.get("threads")) if stored_config.get("threads") else None
+    runner = CellRunner(cell, scratch, data_root, allow_download=allow_download, progress=progress,
+                        threads=replay)
+    differ = runner.config_differences(stored_config)
     if differ:
         raise ConfigError(f"run {run_id} cannot be reproduced by this metabench: its stored configuration differs "
                           f"from what {cell.variant} ({cell.preset} preset) resolves to now ({', '.join(differ[:6])}); "
                           f"it was written by metabench {row['metabench_version']}")
-    if runner.run() != "finished":
+    import torch
+
+    threads_before = torch.get_num_threads()
+    try:
+        status = runner.run()
+    finally:
+        torch.set_num_threads(threads_before)   # the replay changed this process's thread count
+    if status != "finished":
         raise ConfigError(f"the rerun of {run_id} did not finish; see {scratch / cell.run_id / 'events.log'}")
     new_row = read_table(scratch / cell.run_id / "runs.parquet", "runs").iloc[0]
     new_tasks = read_table(scratch / cell.run_id / "tasks.parquet", "tasks")

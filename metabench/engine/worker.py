@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from metabench.engine.cell import CellRunner
+    from metabench.engine.schedule import ThreadSchedule, request_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             stop["cancel"] = cancel_file.exists()
         return stop["cancel"]
 
+    threads = ThreadSchedule(request_path(results, args.job_id, cell.run_id) if args.job_id else None)
     try:
         runner = CellRunner(cell, results, args.data_dir, job_id=args.job_id, progress=progress,
-                            should_stop=should_stop)
+                            should_stop=should_stop, threads=threads)
         status = runner.run()
     except MetabenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
