@@ -168,3 +168,19 @@ def test_a_field_added_with_its_old_behaviour_does_not_make_a_run_stale():
     assert config_differences(stored, sum_k, MAML.ADDED_FIELDS) == ["algorithm.inner_loss"]
     extra = {**current, "algorithm": {**current["algorithm"], "new_field": 1}}
     assert config_differences(stored, extra, MAML.ADDED_FIELDS) == ["algorithm.new_field"]
+
+
+def test_monitoring_settings_do_not_make_a_run_stale():
+    """Validation cadence and size, curve averaging and the checkpoint interval only decide what is
+    watched: a stored run differing in them is the same computation; meta-steps or test tasks are not."""
+    from metabench.engine.cell import MONITORING, config_differences
+
+    current = {"algorithm": {"inner_lr": 0.4}, "suite": {"version": 1},
+               "loop": {"meta_steps": 5, "eval_every": 1000, "n_val_tasks": 50, "log_every": 20,
+                        "checkpoint_every": 100, "n_test_tasks": None}}
+    stored = {**current, "loop": {**current["loop"], "eval_every": 500, "n_val_tasks": 200, "log_every": 10,
+                                  "checkpoint_every": 50}}
+    assert MONITORING == {"eval_every", "n_val_tasks", "log_every", "checkpoint_every"}
+    assert config_differences(stored, current) == []
+    more_steps = {**current, "loop": {**current["loop"], "meta_steps": 6, "n_test_tasks": 100}}
+    assert config_differences(stored, more_steps) == ["loop.meta_steps", "loop.n_test_tasks"]

@@ -74,13 +74,21 @@ def cell_status(results_dir: Path, run_id: str) -> str | None:
         return None
 
 
+#: Loop settings that only decide what is watched while a cell trains (validation cadence and
+#: size, curve averaging, checkpoint interval): the model and its test rows do not depend on them
+#: (the whole smoke grid run with other values gives bit-identical test rows), so a stored run
+#: that differs only in these is still the same computation.
+MONITORING = frozenset({"eval_every", "n_val_tasks", "log_every", "checkpoint_every"})
+
+
 def config_differences(stored: dict[str, Any], current: dict[str, Any],
                        added: dict[str, Any] | None = None) -> list[str]:
     """The fields (``algorithm.inner_lr``, ``loop.meta_steps``, ``suite.version``) in which a run's
     stored ``config`` differs from ``CellRunner.resolved_config()``; a field missing on one side
     differs too (a Config field added since may have changed what the code computes), unless it
     is in ``added`` (the algorithm's ``ADDED_FIELDS``) and its current value is the one given
-    there, the value that computes what runs stored without it computed."""
+    there, the value that computes what runs stored without it computed. ``MONITORING`` loop
+    fields never count."""
     current = json.loads(json.dumps(current, sort_keys=True))   # tuples as JSON lists, as stored
     added = json.loads(json.dumps(added or {}))
     missing = object()
@@ -92,7 +100,8 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any],
         return old == new or (old is missing and key in defaults[part] and new == defaults[part][key])
 
     changed = [f"{part}.{key}" for part in ("algorithm", "loop")
-               for key in sorted(set(stored.get(part) or {}) | set(current[part])) if not same(part, key)]
+               for key in sorted(set(stored.get(part) or {}) | set(current[part]))
+               if not same(part, key) and not (part == "loop" and key in MONITORING)]
     if (stored.get("suite") or {}).get("version") != current["suite"]["version"]:
         changed.append("suite.version")
     return changed
