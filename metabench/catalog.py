@@ -20,7 +20,8 @@ import textwrap
 import typing
 from typing import Any
 
-from metabench.spec import LOOP_DEFAULTS, Loop, field_types
+from metabench.overrides import field_types
+from metabench.spec import LOOP_DEFAULTS, Loop
 
 # A text field whose doc names its values in quotes, e.g. "'loop', 'vmap' or 'auto'".
 _QUOTED = re.compile(r"'([A-Za-z0-9_.-]+)'")

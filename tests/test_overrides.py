@@ -8,8 +8,8 @@ import json
 import pytest
 
 from metabench.errors import ConfigError
-from metabench.spec import (RunSpec, coerce, field_types, format_value, load_spec, parse_algorithm_ref,
-                            parse_sets, variant_label)
+from metabench.overrides import coerce, field_types, format_value, parse_algorithm_ref, parse_sets, variant_label
+from metabench.spec import RunSpec, load_spec
 
 
 def _plan(*sets: str, algorithms=("maml",), suites=("sinusoid-5shot",), seeds=(0,), preset="smoke"):

@@ -8,7 +8,8 @@ import pytest
 from metabench.engine.reproduce import reproduce
 from metabench.errors import ConfigError
 from metabench.results.writer import read_table, write_table
-from metabench.spec import RunSpec, parse_sets
+from metabench.overrides import parse_sets
+from metabench.spec import RunSpec
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from metabench.errors import MetabenchError
 def cmd_run(args) -> int:
     from metabench.data import resolve_data_root
     from metabench.engine.job import run_job
-    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds, parse_sets
+    from metabench.overrides import parse_sets
+    from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds
 
     from metabench.suites import add_data_root
 
@@ -40,7 +41,8 @@ def cmd_run(args) -> int:
         from metabench.engine.job import create_job
         from metabench.engine.jobstore import launch_detached
 
-        job_id, incompatible = create_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download)
+        job_id, incompatible = create_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
+                                          deterministic=args.deterministic)
         for s, a, reason in incompatible:
             print(f"skip {a} on {s}: {reason}", file=sys.stderr)
         pid = launch_detached(Path(args.results_dir), job_id)
@@ -49,7 +51,8 @@ def cmd_run(args) -> int:
         print(f"Stop it:    metabench jobs cancel {job_id} --results-dir {args.results_dir}")
         return 0
     report = run_job(spec, Path(args.results_dir), data_root, allow_download=not args.no_download,
-                     progress=not args.quiet, say=lambda m: print(m, file=sys.stderr))
+                     progress=not args.quiet, say=lambda m: print(m, file=sys.stderr),
+                     deterministic=args.deterministic)
     return print_report(report, args.results_dir)
 
 

@@ -34,7 +34,7 @@ import streamlit as st
 from metabench.catalog import loop_values, preset_values
 from metabench.engine import jobstore
 from metabench.errors import MetabenchError
-from metabench.spec import format_value
+from metabench.overrides import format_value
 
 READONLY_VAR, TOKEN_VAR = "METABENCH_READONLY", "METABENCH_TOKEN"
 CLI = [sys.executable, "-m", "metabench.cli"]

@@ -53,9 +53,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from metabench.overrides import variant_label
 from metabench.results.schema import curves_file_name
 from metabench.results.writer import write_table
-from metabench.spec import variant_label
 
 N_TASKS = 10
 _T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)

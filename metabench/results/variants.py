@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from metabench.spec import LOOP_TARGET, format_value
+from metabench.overrides import LOOP_TARGET, format_value
 
 
 def parse_overrides(text: Any) -> dict[str, dict[str, Any]]:
