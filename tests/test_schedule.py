@@ -118,3 +118,18 @@ def test_executor_gives_freed_cores_to_the_running_cells(tmp_path, monkeypatch):
     static.procs, static.assigned = {"c": None}, {"c": 1}
     static.rebalance(lambda msg, terminal=True: said.append(msg))
     assert not request_path(tmp_path, "j1", "c").exists()
+
+
+def test_deterministic_runs_record_it(tmp_path, shared_data):
+    """`metabench run --deterministic` turns torch's deterministic algorithms on in every worker
+    and each run records whether they were on (CUDA results are not bit-reproducible without)."""
+    from metabench.cli import main
+
+    args = ["run", "--suites", "sinusoid-5shot", "--algorithms", "maml", "--preset", "smoke", "--quiet",
+            "--no-download", "--data-dir", str(shared_data)]
+    assert main([*args, "--results-dir", str(tmp_path / "det"), "--deterministic"]) == 0
+    assert main([*args, "--results-dir", str(tmp_path / "plain")]) == 0
+    on = read_table(tmp_path / "det" / "sinusoid-5shot--maml--smoke--seed0" / "runs.parquet", "runs").iloc[0]
+    off = read_table(tmp_path / "plain" / "sinusoid-5shot--maml--smoke--seed0" / "runs.parquet", "runs").iloc[0]
+    assert json.loads(on["config"])["deterministic"] is True
+    assert json.loads(off["config"])["deterministic"] is False

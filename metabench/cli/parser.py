@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="Ray cluster to join with --executor ray (default: a local Ray)")
     p.add_argument("--detach", action="store_true",
                    help="start the job in the background and return at once (follow it with `metabench jobs show ID`)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch deterministic algorithms in every cell (CUDA runs are not bit-reproducible "
+                        "without it; slower; recorded in each run's config)")
 
     p.add_argument("--spec", default=None, metavar="FILE",
                    help="a JSON or TOML run spec {suites, algorithms, seeds, preset, device, overrides} "

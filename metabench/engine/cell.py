@@ -199,6 +199,8 @@ class CellRunner:
                   # [step, torch threads] from that step on: a rerun replays it (engine.schedule)
                   "threads": self.threads.record or None,
                   "phase_times_s": {k: round(v, 3) for k, v in sorted(self.phase_times.items())} or None,
+                  # CUDA results are bit-reproducible only with these on (`--deterministic`)
+                  "deterministic": torch.are_deterministic_algorithms_enabled(),
                   # what published numbers are matched against (issue 22; results.published)
                   "protocol": algo.recorded_protocol() if algo else None}
         return {

@@ -120,7 +120,7 @@ def worker_env(threads: int, wait: str = "PASSIVE") -> dict[str, str]:
 
 
 def worker_argv(cell: Cell, results_dir: Path, data_root, job_id: str, threads: int,
-                wait_lock: bool = False) -> list[str]:
+                wait_lock: bool = False, deterministic: bool = False) -> list[str]:
     """The worker's command line: an argument list built from validated names, never a shell string."""
     cmd = [sys.executable, "-m", "metabench.engine.worker", "--cell", json.dumps(cell.to_json()),
            "--results-dir", str(results_dir), "--job-id", job_id, "--threads", str(threads)]
@@ -128,6 +128,8 @@ def worker_argv(cell: Cell, results_dir: Path, data_root, job_id: str, threads: 
         cmd += ["--data-dir", str(data_root)]
     if wait_lock:
         cmd.append("--wait-lock")
+    if deterministic:
+        cmd.append("--deterministic")
     return cmd
 
 
@@ -159,8 +161,10 @@ def local_plan(spec: RunSpec, n_cells: int, cores: int | None = None,
     return workers, max(1, cores // workers), gpus
 
 
-def create_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True) -> tuple[str, list]:
-    """Validate and plan `spec`, write its job folder; returns (job id, incompatible pairs)."""
+def create_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True,
+               deterministic: bool = False) -> tuple[str, list]:
+    """Validate and plan `spec`, write its job folder; returns (job id, incompatible pairs).
+    ``deterministic``: every cell runs with torch's deterministic algorithms (``--deterministic``)."""
     results_dir = check_results_dir(Path(results_dir))
     cells, incompatible = spec.plan()
     job_id = new_job_id()
@@ -170,15 +174,16 @@ def create_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_downlo
         "spec": asdict(spec), "cells": [c.to_json() for c in cells],
         "incompatible": [list(x) for x in incompatible],
         "data_root": None if data_root is None else str(Path(data_root).absolute()),
-        "allow_download": allow_download})
+        "allow_download": allow_download, "deterministic": bool(deterministic)})
     atomic_write_json(jdir / "status.json", {"job_id": job_id, "state": "created", "total": len(cells), "done": 0})
     return job_id, incompatible
 
 
 def run_job(spec: RunSpec, results_dir: Path, data_root=None, *, allow_download: bool = True,
-            progress: bool = True, say: Callable[[str], None] = print) -> JobReport:
+            progress: bool = True, say: Callable[[str], None] = print, deterministic: bool = False) -> JobReport:
     """Create a job for `spec` and run it in this process (what `metabench run` does)."""
-    job_id, incompatible = create_job(spec, results_dir, data_root, allow_download=allow_download)
+    job_id, incompatible = create_job(spec, results_dir, data_root, allow_download=allow_download,
+                                      deterministic=deterministic)
     for s, a, reason in incompatible:
         say(f"skip {a} on {s}: {reason}")
     return execute_job(results_dir, job_id, progress=progress, say=say)
@@ -423,6 +428,7 @@ class LocalExecutor:
         self.cores = cpu_cores()
         self.workers, self.threads, self.gpus = local_plan(spec, max(n_cells, 1), cores=self.cores)
         self.policy = schedule_policy()
+        self.deterministic = bool(read_spec(jdir).get("deterministic", False))
         self.logs = jdir / "workers"
         self.logs.mkdir(exist_ok=True)
         self.free = list(range(self.workers))
@@ -453,7 +459,8 @@ class LocalExecutor:
         if self.gpus and cell.device != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         err = open(self.logs / f"{cell.run_id}.log", "ab")
-        proc = subprocess.Popen(worker_argv(cell, self.results_dir, self.data_root, self.job_id, self.threads),
+        proc = subprocess.Popen(worker_argv(cell, self.results_dir, self.data_root, self.job_id, self.threads,
+                                            deterministic=self.deterministic),
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         self.procs[cell.run_id] = (cell, proc, slot, err)
 

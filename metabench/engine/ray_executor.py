@@ -41,6 +41,9 @@ class RayExecutor:
             raise ConfigError("--executor ray needs Ray: pip install 'metabench[ray]'") from None
         self.ray = ray
         self.results_dir, self.data_root, self.job_id = results_dir, data_root, job_id
+        from metabench.engine.jobstore import read_spec
+
+        self.deterministic = bool(read_spec(jdir).get("deterministic", False))
         self.owns = not ray.is_initialized()
         if self.owns:
             if spec.ray_address is None:
@@ -75,7 +78,8 @@ class RayExecutor:
                               "use --device auto or --device cpu")
         from metabench.engine.job import worker_argv
 
-        argv = worker_argv(cell, self.results_dir, self.data_root, self.job_id, threads=1, wait_lock=True)
+        argv = worker_argv(cell, self.results_dir, self.data_root, self.job_id, threads=1, wait_lock=True,
+                           deterministic=self.deterministic)
         ref = self.remote.options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES,
                                   retry_exceptions=False, name=f"metabench:{cell.run_id}").remote(argv, 1)
         self.refs[ref] = cell

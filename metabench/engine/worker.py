@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--job-id", default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--wait-lock", action="store_true", help="wait for a cell another process is running")
+    ap.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
     args = ap.parse_args(argv)
 
     stop = {"signal": None, "checked": 0.0, "cancel": False}
@@ -110,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results (read when CUDA initialises)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     progress_path = results / cell.run_id / "progress.json"
     last = [0.0]
 
