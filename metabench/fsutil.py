@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 _FAULT_POINT, _, _FAULT_N = (os.environ.get("METABENCH_FAULT") or "").partition(":")
 _fault_counts: dict[str, int] = {}
@@ -46,25 +47,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, fault_point: str | None = None) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`.
-
-    Any error (disk full, permission denied...) removes the temporary file and leaves an existing
-    `path` untouched. `fault_point` names an extra fault-injection point (see the module doc).
-    """
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: a temporary file beside it, fsynced and renamed over
+    `path` when the block ends. Any error (disk full, permission denied...) removes the temporary
+    file and leaves an existing `path` untouched. For a writer that streams (``torch.save``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            half = len(data) // 2
-            f.write(data[:half])
-            if _FAULT_POINT:
-                f.flush()  # so a fault leaves a real half-written file behind
-                fault("write")
-                if fault_point:
-                    fault(fault_point)
-            f.write(data[half:])
+            yield f
             f.flush()
             os.fsync(f.fileno())
         fault("rename")
@@ -76,6 +69,22 @@ def atomic_write_bytes(path: Path, data: bytes, *, fault_point: str | None = Non
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fault_point: str | None = None) -> None:
+    """Write `data` to `path` through ``atomic_file``: whole or not at all.
+
+    `fault_point` names an extra fault-injection point (see the module doc).
+    """
+    with atomic_file(path) as f:
+        half = len(data) // 2
+        f.write(data[:half])
+        if _FAULT_POINT:
+            f.flush()  # so a fault leaves a real half-written file behind
+            fault("write")
+            if fault_point:
+                fault(fault_point)
+        f.write(data[half:])
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

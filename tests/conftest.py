@@ -42,7 +42,7 @@ def omniglot_cache(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def omniglot(shared_data: Path, omniglot_cache: Path):
     """OmniglotData from the staged copy, decoded once per session (never downloads)."""
-    from metabench.suites.omniglot_data import load_omniglot
+    from metabench.suites.omniglot_images import load_omniglot
 
     return load_omniglot(shared_data, allow_download=False, progress=False)
 

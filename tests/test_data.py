@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from metabench import data
-from metabench.data import (
-    RemoteFile,
-    cache_dir,
-    download,
-    ensure_omniglot,
-    fetch_command,
-    fetch_omniglot,
-    resolve_data_root,
-    safe_extract,
-)
+from metabench.datafiles import RemoteFile, cache_dir, download, resolve_data_root, safe_extract
+from metabench import datasets
+from metabench.datasets import OMNIGLOT_FILES, ensure_omniglot, fetch_command, fetch_omniglot
 from metabench.errors import ChecksumError, ConfigError, DataUnavailable, MetabenchError
-from metabench.suites import omniglot_data
-from metabench.suites.omniglot_data import load_omniglot
+from metabench.suites import omniglot_images
+from metabench.suites.omniglot_images import load_omniglot
 
 
 # --------------------------------------------------------------------------- no real network
@@ -93,7 +85,7 @@ def provenance_sha256(shared_data) -> dict[str, str]:
     rows = re.findall(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$", text, flags=re.M)
     sums = {path: f"sha256:{digest}" for path, digest in rows}
     assert "images_background.zip" in sums and "splits/vinyals/test.txt" in sums
-    return {k: v for k, v in sums.items() if k in data.OMNIGLOT_FILES}
+    return {k: v for k, v in sums.items() if k in OMNIGLOT_FILES}
 
 
 def _listing(folder: Path) -> list[str]:
@@ -194,7 +186,7 @@ def test_second_load_comes_from_cache(omniglot, shared_data, omniglot_cache, mon
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(omniglot_data, "_decode", no_decoding)
+    monkeypatch.setattr(omniglot_images, "_decode", no_decoding)
     start = time.perf_counter()
     again = load_omniglot(shared_data, allow_download=False, progress=False)
     assert time.perf_counter() - start < 2.0
@@ -205,7 +197,7 @@ def test_corrupt_cache_is_not_read(tmp_path, omniglot):
     bad = tmp_path / "omniglot-28x28-v1-0000000000000000.pt"
     bad.write_bytes(b"not a torch file")
     with pytest.warns(UserWarning, match="unreadable"):
-        assert omniglot_data._read_cache(bad, omniglot.characters) is None
+        assert omniglot_images._read_cache(bad, omniglot.characters) is None
 
 
 def _stage_splits(shared_data: Path, folder: Path) -> None:
@@ -255,9 +247,9 @@ def test_ensure_without_network_is_one_sentence(tmp_path, monkeypatch):
     port = _closed_port()
     dead = {
         name: RemoteFile(name, f"http://127.0.0.1:{port}/{name}", f.checksum)
-        for name, f in data.OMNIGLOT_FILES.items()
+        for name, f in OMNIGLOT_FILES.items()
     }
-    monkeypatch.setattr(data, "OMNIGLOT_FILES", dead)
+    monkeypatch.setattr(datasets, "OMNIGLOT_FILES", dead)
     with pytest.raises(DataUnavailable) as info:
         ensure_omniglot(tmp_path, progress=False)
     message = str(info.value)

@@ -19,7 +19,7 @@ from metabench.errors import DataUnavailable, MetabenchError
 from metabench.results.query import ResultsDB
 from metabench.suites import make_suite
 from metabench.suites.cifarfs import CIFAR100_FINE_LABELS, split_classes
-from metabench.suites.image_data import safe_pickle_load
+from metabench.suites.image_classes import safe_pickle_load
 
 FAKE_CLASSES = {"train": 6, "val": 5, "test": 5}
 PER_CLASS = 20          # 5 shots + 15 queries at test
@@ -230,7 +230,7 @@ def test_cifarfs_missing_offline_and_wrong_archive(tmp_path):
 def test_fetch_cifar100_from_a_mirror_checks_the_md5(tmp_path, monkeypatch):
     import hashlib
 
-    from metabench.data import fetch_command
+    from metabench.datasets import fetch_command
     from metabench.errors import ChecksumError
 
     mirror = make_cifar(tmp_path / "mirror") / "cifar100"

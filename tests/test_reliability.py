@@ -472,7 +472,7 @@ def test_read_only_results_folder_gives_one_clear_error(good, tmp_path, capsys):
 @pytest.mark.parametrize("member", ["../escape.txt", "/tmp/metabench-abs-escape.txt", "a/../../escape.txt",
                                     "C:/escape.txt", "..\\escape.txt"])
 def test_crafted_zip_cannot_write_outside(tmp_path, member):
-    from metabench.data import safe_extract
+    from metabench.datafiles import safe_extract
 
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -488,7 +488,7 @@ def test_crafted_zip_cannot_write_outside(tmp_path, member):
 def test_tar_archives_are_refused_not_extracted(tmp_path):
     # metabench only ever extracts zips (Omniglot); a tar (with a '../' member here) is refused as
     # "not a readable zip" rather than handed to tarfile.
-    from metabench.data import safe_extract
+    from metabench.datafiles import safe_extract
 
     archive = tmp_path / "evil.tar"
     with tarfile.open(archive, "w") as t:

@@ -13,7 +13,7 @@ def cmd_reference(args) -> int:
 
     action = args.reference_command
     if action == "add":
-        from metabench.data import resolve_data_root
+        from metabench.datafiles import resolve_data_root
         from metabench.reference.add import add_runs
 
         outcomes = add_runs(args.results_dir, args.run_ids or None, data_root=resolve_data_root(args.data_dir),
@@ -79,7 +79,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from metabench.data import fetch_command
+    from metabench.datasets import fetch_command
 
     if args.data_command != "fetch":
         raise MetabenchError("usage: metabench data fetch omniglot|cifar100 [--data-dir DIR]")

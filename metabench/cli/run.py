@@ -11,7 +11,7 @@ from metabench.errors import MetabenchError
 
 
 def cmd_run(args) -> int:
-    from metabench.data import resolve_data_root
+    from metabench.datafiles import resolve_data_root
     from metabench.engine.job import run_job
     from metabench.overrides import parse_sets
     from metabench.spec import RunSpec, load_spec, parse_list, parse_seeds
@@ -57,7 +57,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from metabench.data import resolve_data_root
+    from metabench.datafiles import resolve_data_root
     from metabench.engine.reproduce import reproduce
     from metabench.spec import DEVICES
 

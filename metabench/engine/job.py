@@ -96,7 +96,7 @@ def check_data(suites: list[str], data_root, allow_download: bool, progress: boo
             checked[key] = None
             try:
                 if type(suite).__name__ == "Omniglot":
-                    from metabench.suites.omniglot_data import load_omniglot
+                    from metabench.suites.omniglot_images import load_omniglot
 
                     load_omniglot(data_root, allow_download=allow_download, progress=progress)
                 else:

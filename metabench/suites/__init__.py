@@ -66,7 +66,7 @@ _FOLDER_ROOTS: set[str] = set()
 def add_data_root(data_root=None) -> list[str]:
     """Register the image-folder suites declared under ``data_root`` (default: METABENCH_DATA or
     the per-user data folder), once per folder; returns the problems met (one sentence each)."""
-    from metabench.data import resolve_data_root
+    from metabench.datafiles import resolve_data_root
     from metabench.suites.image_folder import register_folder_suites
 
     problems = register_folder_suites(SUITES, resolve_data_root(data_root), _FOLDER_ROOTS)

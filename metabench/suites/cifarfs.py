@@ -5,14 +5,14 @@ solvers", ICLR. CIFAR-FS is CIFAR-100 (Krizhevsky 2009) re-split by class: 64 tr
 20 test classes, each with all of its 600 images (CIFAR-100's 500 training + 100 test images),
 32x32 RGB. The class lists are the paper's (``cifarfs_splits/*.txt``, shipped with the package;
 see their header for provenance). Tasks are drawn as in every image suite
-(``image_data.ImageClasses``): 15 queries per class at test, 600 fixed test tasks.
+(``image_classes.ImageClasses``): 15 queries per class at test, 600 fixed test tasks.
 
 Data: the standard CIFAR-100 python archive ``cifar-100-python.tar.gz`` (md5
 eb9058c3a382ffc7106e4002c42a8d85, as torchvision checks) in ``ROOT/cifar100/``, or the folder
 ``cifar-100-python/`` it unpacks to. ``metabench data fetch cifar100`` downloads the archive
 (checksum verified, atomic). The archive is never extracted: its ``meta``, ``train`` and ``test``
 members are read by exact name straight from the tar (so no member path can escape anywhere) and
-unpickled with ``image_data.safe_pickle_load`` (numpy arrays and plain containers only).
+unpickled with ``image_classes.safe_pickle_load`` (numpy arrays and plain containers only).
 The decoded tensor is cached (``cache_dir()``).
 
 Differences from the paper: none in the task distribution; pixels are scaled to [0, 1] without
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from metabench.errors import MetabenchError
-from metabench.suites.image_data import ClassImages, ImageClasses, files_fingerprint, load_cached, safe_pickle_load
+from metabench.suites.image_classes import ClassImages, ImageClasses, files_fingerprint, load_cached, safe_pickle_load
 
 SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 32
@@ -121,7 +121,7 @@ def _build(source: Path) -> ClassImages:
 
 def load_cifarfs(data_root=None, *, allow_download: bool = True, progress: bool = True) -> ClassImages:
     """CIFAR-FS from ``ROOT/cifar100`` (module docstring); downloads the archive when allowed."""
-    from metabench.data import ensure_cifar100
+    from metabench.datasets import ensure_cifar100
 
     folder = ensure_cifar100(data_root, allow_download=allow_download, progress=progress)
     source = folder / FOLDER if (folder / FOLDER / "train").is_file() else folder / ARCHIVE

@@ -1,7 +1,7 @@
 """Image-folder suites: a folder of class folders becomes an N-way K-shot suite.
 
 A user's own images, declared in a small TOML file (``metabench-suite.toml``) and sampled exactly
-like the built-in image suites (``image_data.ImageClasses``: tasks as tensors on the device, fixed
+like the built-in image suites (``image_classes.ImageClasses``: tasks as tensors on the device, fixed
 seeded test tasks, support and query never share an image)::
 
     DATA/myshapes/metabench-suite.toml
@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from metabench.errors import ConfigError, DataUnavailable, MetabenchError
-from metabench.suites.image_data import ClassImages, ImageClasses, load_cached
+from metabench.suites.image_classes import ClassImages, ImageClasses, load_cached
 
 SUITE_FILE = "metabench-suite.toml"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -106,7 +106,7 @@ class FolderSpec:
     def image_root(self, data_root=None) -> Path:
         """The folder holding the class folders."""
         if self.data_folder is not None:
-            from metabench.data import resolve_data_root
+            from metabench.datafiles import resolve_data_root
 
             return resolve_data_root(data_root) / self.data_folder
         return (self.path.parent / (self.images or ".")).resolve()

@@ -3,7 +3,7 @@
 Vinyals et al. (2016), "Matching Networks for One Shot Learning" (the dataset); Ravi & Larochelle
 (2017), "Optimization as a Model for Few-Shot Learning" (the split used by MAML, ProtoNets and
 most later work): 100 ImageNet classes x 600 images, 84x84 RGB; 64 train / 16 val / 20 test
-classes. Tasks are drawn as in every image suite (``image_data.ImageClasses``): 15 queries per
+classes. Tasks are drawn as in every image suite (``image_classes.ImageClasses``): 15 queries per
 class at test, 600 fixed test tasks.
 
 Nothing is downloaded (ImageNet's terms do not allow redistribution). The loader reads, from
@@ -20,7 +20,7 @@ formats is there, in this order:
    ``images/<filename>`` or ``images/<label>/<filename>``; images that are not 84x84 are resized
    with PIL's LANCZOS filter (as ProtoNets' preprocessing script does), converted to RGB.
 
-Pickles are read with ``image_data.safe_pickle_load`` (numpy arrays and plain containers only),
+Pickles are read with ``image_classes.safe_pickle_load`` (numpy arrays and plain containers only),
 never with a bare ``pickle.load``. The decoded tensors are cached (``cache_dir()``).
 
 Differences from the papers: none in the task distribution; pixels are scaled to [0, 1] without
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from metabench.errors import DataUnavailable, MetabenchError
-from metabench.suites.image_data import ClassImages, ImageClasses, files_fingerprint, load_cached, safe_pickle_load
+from metabench.suites.image_classes import ClassImages, ImageClasses, files_fingerprint, load_cached, safe_pickle_load
 
 SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 84
@@ -161,7 +161,7 @@ def load_miniimagenet(data_root=None, *, progress: bool = True) -> ClassImages:
     Raises DataUnavailable (one sentence naming the folder and the formats) when none is there,
     MetabenchError when the files are there but malformed.
     """
-    from metabench.data import resolve_data_root
+    from metabench.datafiles import resolve_data_root
 
     folder = resolve_data_root(data_root) / "miniimagenet"
     cache_pkls = {s: next((folder / n for n in names if (folder / n).is_file()), None)

@@ -1,7 +1,7 @@
 """Omniglot N-way K-shot classification on the Vinyals et al. (2016) split.
 
 Data: Lake et al. (2015), 1623 characters x 20 drawers, resized to 28x28 (see
-`metabench.suites.omniglot_data`).  Split: Vinyals et al. (2016) as released by Snell et al.
+`metabench.suites.omniglot_images`).  Split: Vinyals et al. (2016) as released by Snell et al.
 (2017) and used by MAML and ProtoNets: 1028 / 172 / 423 characters for train / val / test, each
 rotated by 0, 90, 180 and 270 degrees into four classes (4112 / 688 / 1692 classes).
 
@@ -38,7 +38,7 @@ class Omniglot(Suite):
 
     def prepare(self, data_root=None, device="cpu", *, allow_download=True, progress=True):
         if self._images is None:
-            from metabench.suites.omniglot_data import load_omniglot
+            from metabench.suites.omniglot_images import load_omniglot
 
             data = load_omniglot(data_root, allow_download=allow_download, progress=progress)
             self._characters = data.characters

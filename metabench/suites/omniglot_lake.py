@@ -25,7 +25,7 @@ leaderboard never mixes them with the Vinyals-split ``omniglot-*`` suites):
   algorithm meta-trains on the same task shape it is tested on. Published human error on these
   runs: 4.5% (Lake et al. 2015, Fig. 3 / main text) — see ``metabench.results.published``.
 
-Preprocessing is that of the rest of the Omniglot suite (``omniglot_data._decode_png``): the
+Preprocessing is that of the rest of the Omniglot suite (``omniglot_images.decode_png``): the
 105x105 PNGs become 28x28 with PIL's LANCZOS filter, inverted so strokes are bright.
 
 Differences from the paper: the paper's models (BPL) are not trained on episodes; here any
@@ -103,7 +103,7 @@ def load_runs(zip_path: Path) -> tuple[torch.Tensor, torch.Tensor, list[list[str
     position k-1; query (20, 20, 28, 28) where position k-1 holds the test item of class k;
     items[run][k-1] is that test item's file name (``itemNN.png``).
     """
-    from metabench.suites.omniglot_data import IMAGE_SIZE, _decode_png
+    from metabench.suites.omniglot_images import IMAGE_SIZE, decode_png
 
     support = torch.empty(N_RUNS, RUN_WAY, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     query = torch.empty_like(support)
@@ -118,8 +118,8 @@ def load_runs(zip_path: Path) -> tuple[torch.Tensor, torch.Tensor, list[list[str
                 for k in range(1, RUN_WAY + 1):
                     cls_name = f"{run}/training/class{k:02d}.png"
                     item_name = f"{run}/test/item{by_class[k]:02d}.png"
-                    support[r, k - 1] = torch.from_numpy(_decode_png(archive.read(cls_name), cls_name))
-                    query[r, k - 1] = torch.from_numpy(_decode_png(archive.read(item_name), item_name))
+                    support[r, k - 1] = torch.from_numpy(decode_png(archive.read(cls_name), cls_name))
+                    query[r, k - 1] = torch.from_numpy(decode_png(archive.read(item_name), item_name))
                     names.append(f"item{by_class[k]:02d}.png")
                 items.append(names)
     except KeyError as exc:
@@ -132,7 +132,8 @@ def load_runs(zip_path: Path) -> tuple[torch.Tensor, torch.Tensor, list[list[str
 
 
 def _ensure_runs(data_root, allow_download: bool, progress: bool) -> Path:
-    from metabench.data import OMNIGLOT_FILES, download, resolve_data_root
+    from metabench.datafiles import download, resolve_data_root
+    from metabench.datasets import OMNIGLOT_FILES
 
     path = resolve_data_root(data_root) / "omniglot" / RUNS_FILE
     if path.is_file():

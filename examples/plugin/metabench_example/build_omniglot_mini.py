@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None, help="data root to write omniglot-mini/ into (default: $METABENCH_DATA)")
     ap.add_argument("--omniglot", default=None, help="folder holding Omniglot's zips (default: DATA/omniglot)")
     args = ap.parse_args(argv)
-    from metabench.data import resolve_data_root
+    from metabench.datafiles import resolve_data_root
 
     data = resolve_data_root(args.data_dir)
     omniglot = Path(args.omniglot) if args.omniglot else data / "omniglot"

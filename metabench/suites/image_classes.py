@@ -134,8 +134,8 @@ def files_fingerprint(paths: list[Path]) -> str:
 
 def load_cached(prefix: str, version: int, fingerprint: str, build: Callable[[], ClassImages]) -> ClassImages:
     """``build()`` once per (prefix, version, fingerprint); later calls read the cache file."""
-    from metabench.data import cache_dir
-    from metabench.suites.omniglot_data import _write_cache
+    from metabench.datafiles import cache_dir
+    from metabench.fsutil import atomic_file
 
     path = cache_dir() / f"{prefix}-v{version}-{fingerprint}.pt"
     if path.is_file():
@@ -147,8 +147,9 @@ def load_cached(prefix: str, version: int, fingerprint: str, build: Callable[[],
             warnings.warn(f"Ignoring the unreadable cache {path} ({exc}); decoding again.")
     data = build()
     try:
-        _write_cache(path, {"format": prefix, "version": version, "images": data.images,
-                            "classes": data.classes, "source": data.source})
+        with atomic_file(path) as f:
+            torch.save({"format": prefix, "version": version, "images": data.images,
+                        "classes": data.classes, "source": data.source}, f)
     except OSError as exc:
         warnings.warn(f"Could not write the cache {path} ({exc.strerror or exc}); the next load decodes "
                       "again. Set METABENCH_CACHE to a writable folder with space.")

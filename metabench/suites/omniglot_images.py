@@ -6,8 +6,9 @@ characters from 50 alphabets, drawn once by each of 20 people, as 105x105 1-bit 
 ``load_omniglot`` accepts, in ``ROOT/omniglot/``, either an unpacked tree
 (``images_background/<Alphabet>/characterNN/*.png`` and ``images_evaluation/...``) or the zips
 (``images_background.zip``/``images_evaluation.zip``: the official ones, or the re-packed ones
-with the same PNG members). A complete tree is preferred over a zip. The first call decodes
-32,460 PNGs (seconds) and saves the result in ``cache_dir()``; later calls read that file.
+with the same PNG members). A complete tree is preferred over a zip (finding and checking them:
+``metabench.suites.omniglot_layout``). The first call decodes 32,460 PNGs (seconds) and saves the
+result in ``cache_dir()``; later calls read that file.
 
 Preprocessing (version 1, part of the cache file name): each PNG is converted to "L", resized to
 28x28 with PIL's LANCZOS filter, then inverted so strokes are bright (255) on a 0 background —
@@ -30,7 +31,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -41,77 +41,19 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from metabench.data import cache_dir, ensure_omniglot, file_checksum, resolve_data_root
-from metabench.errors import ConfigError, DataUnavailable, MetabenchError
+from metabench.datafiles import cache_dir, resolve_data_root
+from metabench.datasets import ensure_omniglot
+from metabench.errors import ConfigError, MetabenchError
+from metabench.fsutil import atomic_file
+from metabench.suites.omniglot_layout import (ALPHABETS, N_CHARACTERS, N_DRAWERS, SUBSETS, Source,
+                                              expected_characters, locate, scan_zip)
 
-__all__ = ["OmniglotData", "load_omniglot", "ALPHABETS", "N_DRAWERS", "IMAGE_SIZE"]
+__all__ = ["OmniglotData", "load_omniglot", "decode_png", "IMAGE_SIZE"]
 
 #: Bump when decoding changes: it is part of the cache file name.
 PREPROCESS_VERSION = 1
 IMAGE_SIZE = 28
-N_DRAWERS = 20
 ROTATIONS = (0, 90, 180, 270)
-
-#: The published content, (alphabet folder, number of characters) per set, from alphabets.csv.
-#: It lets the loader say exactly what is missing from an incomplete copy.
-ALPHABETS: dict[str, tuple[tuple[str, int], ...]] = {
-    "images_background": (
-        ("Alphabet_of_the_Magi", 20),
-        ("Anglo-Saxon_Futhorc", 29),
-        ("Arcadian", 26),
-        ("Armenian", 41),
-        ("Asomtavruli_(Georgian)", 40),
-        ("Balinese", 24),
-        ("Bengali", 46),
-        ("Blackfoot_(Canadian_Aboriginal_Syllabics)", 14),
-        ("Braille", 26),
-        ("Burmese_(Myanmar)", 34),
-        ("Cyrillic", 33),
-        ("Early_Aramaic", 22),
-        ("Futurama", 26),
-        ("Grantha", 43),
-        ("Greek", 24),
-        ("Gujarati", 48),
-        ("Hebrew", 22),
-        ("Inuktitut_(Canadian_Aboriginal_Syllabics)", 16),
-        ("Japanese_(hiragana)", 52),
-        ("Japanese_(katakana)", 47),
-        ("Korean", 40),
-        ("Latin", 26),
-        ("Malay_(Jawi_-_Arabic)", 40),
-        ("Mkhedruli_(Georgian)", 41),
-        ("N_Ko", 33),
-        ("Ojibwe_(Canadian_Aboriginal_Syllabics)", 14),
-        ("Sanskrit", 42),
-        ("Syriac_(Estrangelo)", 23),
-        ("Tagalog", 17),
-        ("Tifinagh", 55),
-    ),
-    "images_evaluation": (
-        ("Angelic", 20),
-        ("Atemayar_Qelisayer", 26),
-        ("Atlantean", 26),
-        ("Aurek-Besh", 26),
-        ("Avesta", 26),
-        ("Ge_ez", 26),
-        ("Glagolitic", 45),
-        ("Gurmukhi", 45),
-        ("Kannada", 41),
-        ("Keble", 26),
-        ("Malayalam", 47),
-        ("Manipuri", 40),
-        ("Mongolian", 30),
-        ("Old_Church_Slavonic_(Cyrillic)", 45),
-        ("Oriya", 46),
-        ("Sylheti", 28),
-        ("Syriac_(Serto)", 23),
-        ("Tengwar", 25),
-        ("Tibetan", 42),
-        ("ULOG", 26),
-    ),
-}
-SUBSETS = ("images_background", "images_evaluation")
-N_CHARACTERS = sum(n for subset in SUBSETS for _, n in ALPHABETS[subset])  # 1623
 
 _VINYALS_NAMES = ("train", "val", "test")
 _LAKE_NAMES = ("background", "evaluation", "train", "val", "test")
@@ -171,157 +113,10 @@ def _unknown(kind: str, name: str, known: tuple[str, ...]) -> str:
     return f"Unknown {kind} {name!r}.{hint} Known: {', '.join(known)}."
 
 
-# --------------------------------------------------------------------------- finding the PNGs
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where one set's PNGs are: a complete tree, or a zip (checked only when decoded)."""
-
-    subset: str
-    kind: str  # "tree" or "zip"
-    path: Path
-    fingerprint: str  # changes whenever the PNGs do; cheap to compute
-    # "Alphabet/characterNN" -> its 20 PNG paths (tree: relative to path; zip: member names).
-    # None for a zip until it is needed: listing 20k members costs more than the cached load.
-    files: dict[str, list[str]] | None = None
-
-
-def _problems_text(where: Path, problems: list[str]) -> str:
-    shown = "; ".join(problems[:5])
-    more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-    return f"{where} is incomplete: {shown}{more}"
-
-
-def _check_layout(subset: str, found: dict[str, dict[int, list[str]]]) -> list[str]:
-    """Compare ``found[alphabet][character number] -> png names`` with the published content."""
-    problems = []
-    missing_alphabets = [a for a, _ in ALPHABETS[subset] if a not in found]
-    if missing_alphabets:
-        problems.append(f"missing alphabet(s) {', '.join(missing_alphabets)}")
-    for alphabet, n_chars in ALPHABETS[subset]:
-        if alphabet not in found:
-            continue
-        chars = found[alphabet]
-        absent = [f"character{k:02d}" for k in range(1, n_chars + 1) if k not in chars]
-        if absent:
-            problems.append(f"{alphabet} lacks {', '.join(absent)} (expected {n_chars} characters)")
-        for k, pngs in sorted(chars.items()):
-            if k <= n_chars and len(pngs) != N_DRAWERS:
-                problems.append(
-                    f"{alphabet}/character{k:02d} has {len(pngs)} PNGs, expected {N_DRAWERS}"
-                )
-    return problems
-
-
-def _files_in_order(subset: str, found: dict[str, dict[int, list[str]]]) -> dict[str, list[str]]:
-    return {
-        f"{alphabet}/character{k:02d}": sorted(found[alphabet][k])
-        for alphabet, n_chars in sorted(ALPHABETS[subset])
-        for k in range(1, n_chars + 1)
-    }
-
-
-_CHAR_DIR = re.compile(r"character(\d+)")
-
-
-def _scan_tree(tree: Path, subset: str) -> tuple[dict[str, list[str]] | None, str, list[str]]:
-    """Lists a tree's PNGs and fingerprints them by name, size and mtime (stats only)."""
-    found: dict[str, dict[int, list[str]]] = {}
-    stats: dict[str, tuple[int, int]] = {}
-    for alphabet, _ in ALPHABETS[subset]:
-        adir = tree / alphabet
-        if not adir.is_dir():
-            continue
-        chars: dict[int, list[str]] = {}
-        for cdir in os.scandir(adir):
-            m = _CHAR_DIR.fullmatch(cdir.name)
-            if not m or not cdir.is_dir():
-                continue
-            pngs = []
-            for f in os.scandir(cdir.path):
-                if f.name.endswith(".png") and f.is_file():
-                    st = f.stat()
-                    rel = f"{alphabet}/{cdir.name}/{f.name}"
-                    pngs.append(rel)
-                    stats[rel] = (st.st_size, st.st_mtime_ns)
-            chars[int(m.group(1))] = pngs
-        found[alphabet] = chars
-    problems = _check_layout(subset, found)
-    if problems:
-        return None, "", problems
-    files = _files_in_order(subset, found)
-    # mtime_ns catches a same-size rewrite; a fresh unpack of the same PNGs costs one re-decode.
-    digest = hashlib.sha256()
-    for rels in files.values():
-        for rel in rels:
-            digest.update(f"{rel}\0{stats[rel][0]}\0{stats[rel][1]}\n".encode())
-    return files, digest.hexdigest(), []
-
-
-def _scan_zip(path: Path, subset: str) -> dict[str, list[str]]:
-    """Lists and checks a zip's PNG members; MetabenchError says what is missing."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise MetabenchError(
-            f"{path} is not a readable zip ({exc}): delete it and run "
-            "`metabench data fetch omniglot` again, or copy a good one."
-        ) from exc
-    member = re.compile(rf"{re.escape(subset)}/([^/]+)/character(\d+)/([^/]+\.png)")
-    found: dict[str, dict[int, list[str]]] = {}
-    for name in names:
-        m = member.fullmatch(name)
-        if m:
-            found.setdefault(m.group(1), {}).setdefault(int(m.group(2)), []).append(name)
-    problems = _check_layout(subset, found)
-    if problems:
-        raise MetabenchError(
-            _problems_text(path, problems)
-            + ". Replace it with a complete copy (`metabench data fetch omniglot`)."
-        )
-    return _files_in_order(subset, found)
-
-
-def _locate(folder: Path, subset: str) -> _Source:
-    """The tree if it is complete, else the zip (fingerprinted by its sha256, ~10 ms)."""
-    tree, zpath = folder / subset, folder / f"{subset}.zip"
-    tree_problems: list[str] = []
-    if tree.is_dir():
-        try:
-            files, fingerprint, tree_problems = _scan_tree(tree, subset)
-        except OSError as exc:
-            raise MetabenchError(f"Cannot read {tree} ({exc.strerror or exc}).") from exc
-        if files is not None:
-            return _Source(subset, "tree", tree, fingerprint, files)
-    if zpath.is_file():
-        try:
-            fingerprint = file_checksum(zpath)
-        except OSError as exc:
-            raise MetabenchError(f"Cannot read {zpath} ({exc.strerror or exc}).") from exc
-        return _Source(subset, "zip", zpath, fingerprint)
-    if tree.is_dir():
-        raise MetabenchError(
-            _problems_text(tree, tree_problems)
-            + f". Restore the missing files or put {subset}.zip in {folder}."
-        )
-    raise DataUnavailable(f"Neither {tree} nor {zpath} exists: put one of them in {folder}.")
-
-
-def _expected_characters() -> list[str]:
-    return [
-        f"{alphabet}/character{k:02d}"
-        for subset in SUBSETS
-        for alphabet, n_chars in sorted(ALPHABETS[subset])
-        for k in range(1, n_chars + 1)
-    ]
-
-
 # --------------------------------------------------------------------------- decoding
 
 
-def _decode_png(data: bytes, what: str) -> np.ndarray:
+def decode_png(data: bytes, what: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             small = im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
@@ -333,7 +128,7 @@ def _decode_png(data: bytes, what: str) -> np.ndarray:
     return 255 - np.asarray(small, dtype=np.uint8)
 
 
-def _decode(sources: list[_Source], progress: bool) -> np.ndarray:
+def _decode(sources: list[Source], progress: bool) -> np.ndarray:
     images = np.empty((N_CHARACTERS, N_DRAWERS, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     with tqdm(
         total=N_CHARACTERS * N_DRAWERS, unit="img", desc="Decoding Omniglot", disable=not progress
@@ -359,7 +154,7 @@ def _decode(sources: list[_Source], progress: bool) -> np.ndarray:
                                 raise MetabenchError(
                                     f"Cannot read {src.path / name} ({exc.strerror or exc})."
                                 ) from exc
-                        images[c, d] = _decode_png(data, f"{name} in {src.path}")
+                        images[c, d] = decode_png(data, f"{name} in {src.path}")
                     c += 1
                     bar.update(len(names))
             finally:
@@ -400,21 +195,6 @@ def _read_cache(path: Path, characters: list[str]) -> dict | None:
         )
         return None
     return payload
-
-
-def _write_cache(path: Path, payload: dict) -> None:
-    """Atomically: a temp file in the same folder, fsynced, then renamed over ``path``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- splits
@@ -462,8 +242,8 @@ def load_omniglot(
     folder = ensure_omniglot(
         resolve_data_root(data_root), allow_download=allow_download, progress=progress
     )
-    sources = [_locate(folder, subset) for subset in SUBSETS]
-    characters = _expected_characters()
+    sources = [locate(folder, subset) for subset in SUBSETS]
+    characters = expected_characters()
     alphabets = [c.split("/", 1)[0] for c in characters]
     n_background = sum(n for _, n in ALPHABETS["images_background"])
     background = torch.arange(len(characters)) < n_background
@@ -477,7 +257,7 @@ def load_omniglot(
     if payload is None:
         # Only now list and check the zips: a cache hit means these exact bytes were checked.
         sources = [
-            src if src.files is not None else replace(src, files=_scan_zip(src.path, src.subset))
+            src if src.files is not None else replace(src, files=scan_zip(src.path, src.subset))
             for src in sources
         ]
         assert [c for src in sources for c in src.files] == characters
@@ -491,7 +271,8 @@ def load_omniglot(
             "source_digest": source_digest,
         }
         try:
-            _write_cache(cache_path, payload)
+            with atomic_file(cache_path) as f:
+                torch.save(payload, f)
         except OSError as exc:
             # The decoded data is good; only the speed-up for the next run is lost.
             warnings.warn(
