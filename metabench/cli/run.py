@@ -1,5 +1,5 @@
 """The commands that train cells: `metabench run` (and its --dry-run), `reproduce` and `check`.
-`jobs resume` reports through `report` here too, so a job reads the same however it was run."""
+`jobs resume` reports through `print_report` here too, so a job reads the same however it was run."""
 from __future__ import annotations
 
 import dataclasses
