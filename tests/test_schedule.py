@@ -133,3 +133,23 @@ def test_deterministic_runs_record_it(tmp_path, shared_data):
     off = read_table(tmp_path / "plain" / "sinusoid-5shot--maml--smoke--seed0" / "runs.parquet", "runs").iloc[0]
     assert json.loads(on["config"])["deterministic"] is True
     assert json.loads(off["config"])["deterministic"] is False
+
+
+def test_cells_share_a_gpu_when_memory_allows(monkeypatch):
+    from metabench.engine import job
+
+    monkeypatch.delenv("METABENCH_CELLS_PER_GPU", raising=False)
+    assert job.cells_per_gpu(cores=16, n_gpus=1, gpu_memory_gib=139.0) == 8     # capped
+    assert job.cells_per_gpu(cores=16, n_gpus=1, gpu_memory_gib=24.0) == 3      # by memory, 8 GiB each
+    assert job.cells_per_gpu(cores=4, n_gpus=2, gpu_memory_gib=80.0) == 2       # a core per cell
+    assert job.cells_per_gpu(cores=16, n_gpus=1, gpu_memory_gib=6.0) == 1
+    monkeypatch.setattr(job, "gpu_memory_gib", lambda: 80.0)
+    spec = RunSpec(suites=["omniglot-5w1s"], algorithms=["maml"], device="cuda")
+    workers, threads, gpus = job.local_plan(spec, n_cells=20, cores=16, gpus=["0", "1"])
+    assert (workers, threads, gpus) == (16, 1, ["0", "1"])                     # 8 per GPU, dealt round-robin
+    assert job.local_plan(spec, n_cells=3, cores=16, gpus=["0"])[0] == 3       # never more workers than cells
+    monkeypatch.setenv("METABENCH_CELLS_PER_GPU", "1")
+    assert job.local_plan(spec, n_cells=20, cores=16, gpus=["0", "1"])[0] == 2  # one cell per GPU, as before
+    monkeypatch.setenv("METABENCH_CELLS_PER_GPU", "zero")
+    with pytest.raises(Exception, match="METABENCH_CELLS_PER_GPU must be a positive integer"):
+        job.local_plan(spec, n_cells=2, cores=16, gpus=["0"])

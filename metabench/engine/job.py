@@ -8,8 +8,9 @@ Launch page and `metabench jobs resume` start `python -m metabench.engine.job` i
 instead, so the job outlives the terminal or browser tab that started it.
 
 Executors: `local` runs one worker process per cell (`metabench.engine.worker`), at most `workers`
-at once: on a machine with GPUs one per GPU (CUDA_VISIBLE_DEVICES per worker), on CPU chosen so
-that workers x torch threads = cores. `ray` submits each cell as a Ray task
+at once: on a machine with GPUs several per GPU when memory allows (`cells_per_gpu`; the cells are
+dealt round-robin through CUDA_VISIBLE_DEVICES), on CPU chosen so that workers x torch threads =
+cores (and `metabench.engine.schedule` hands freed cores to running cells). `ray` submits each cell as a Ray task
 (`metabench.engine.ray_executor`). Either way a cell already finished (same run id) is skipped and
 an unfinished one continues from its checkpoint, so resuming a job re-runs only what is missing.
 """
@@ -149,13 +150,42 @@ def gpu_ids() -> list[str]:
     return (visible or [str(i) for i in range(n)])[:n]
 
 
+#: GPU memory budgeted per cell when packing cells onto GPUs: a Conv-4 Omniglot cell needs well
+#: under 2 GiB; second-order MAML with the miniImageNet paper protocol several.
+GIB_PER_GPU_CELL = 8
+MAX_CELLS_PER_GPU = 8
+
+
+def cells_per_gpu(cores: int, n_gpus: int, gpu_memory_gib: float | None) -> int:
+    """How many cells share one GPU: ``METABENCH_CELLS_PER_GPU`` if set, else as many as the
+    smallest GPU's memory holds at ``GIB_PER_GPU_CELL`` each, at most one per CPU core and
+    ``MAX_CELLS_PER_GPU`` (a small cell uses a fraction of a modern GPU; issue 23 §2)."""
+    raw = os.environ.get("METABENCH_CELLS_PER_GPU", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"METABENCH_CELLS_PER_GPU must be a positive integer, got {raw!r}")
+        return int(raw)
+    by_memory = int((gpu_memory_gib or GIB_PER_GPU_CELL) // GIB_PER_GPU_CELL)
+    return max(1, min(by_memory, cores // max(n_gpus, 1), MAX_CELLS_PER_GPU))
+
+
+def gpu_memory_gib() -> float | None:
+    """The smallest visible GPU's memory in GiB (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())) / 2**30
+
+
 def local_plan(spec: RunSpec, n_cells: int, cores: int | None = None,
                gpus: list[str] | None = None) -> tuple[int, int, list[str]]:
     """(workers, torch threads per worker, GPUs to hand out) for the local executor."""
     cores = cpu_cores() if cores is None else cores
     gpus = (gpu_ids() if spec.device != "cpu" else []) if gpus is None else gpus
     if gpus:
-        workers = spec.workers or len(gpus)
+        per_gpu = cells_per_gpu(cores, len(gpus), gpu_memory_gib())
+        workers = spec.workers or max(1, min(n_cells, len(gpus) * per_gpu))
     else:
         workers = spec.workers or max(1, min(n_cells, cores))
     return workers, max(1, cores // workers), gpus
@@ -438,7 +468,8 @@ class LocalExecutor:
 
     def describe(self) -> dict[str, Any]:
         return {"workers": self.workers, "threads_per_worker": self.threads, "gpus": self.gpus,
-                "cores": self.cores, "schedule": "static" if self.gpus else self.policy}
+                "cores": self.cores, "schedule": "static" if self.gpus else self.policy,
+                "deterministic": self.deterministic}
 
     @property
     def running(self) -> bool:

@@ -53,13 +53,20 @@ class RayExecutor:
             ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         self.cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        # several cells share a GPU through fractional num_gpus (this machine's GPU memory stands
+        # in for the cluster's; METABENCH_CELLS_PER_GPU overrides)
+        from metabench.engine.job import cells_per_gpu, gpu_memory_gib
+
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.per_gpu = cells_per_gpu(cpus, self.cluster_gpus, gpu_memory_gib()) if self.cluster_gpus else 1
         self.limit = spec.workers or None
         self.remote = ray.remote(_run_cell)
         self.refs: dict[Any, Cell] = {}
-        tell(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPU(s), {self.cluster_gpus} GPU(s)")
+        tell(f"ray: {cpus} CPU(s), {self.cluster_gpus} GPU(s), {self.per_gpu} cell(s) per GPU")
 
     def describe(self) -> dict[str, Any]:
-        return {"workers": self.limit or 0, "threads_per_worker": 1, "cluster_gpus": self.cluster_gpus}
+        return {"workers": self.limit or 0, "threads_per_worker": 1, "cluster_gpus": self.cluster_gpus,
+                "cells_per_gpu": self.per_gpu}
 
     @property
     def running(self) -> bool:
@@ -80,7 +87,7 @@ class RayExecutor:
 
         argv = worker_argv(cell, self.results_dir, self.data_root, self.job_id, threads=1, wait_lock=True,
                            deterministic=self.deterministic)
-        ref = self.remote.options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES,
+        ref = self.remote.options(num_cpus=1, num_gpus=1 / self.per_gpu if gpu else 0, max_retries=MAX_RETRIES,
                                   retry_exceptions=False, name=f"metabench:{cell.run_id}").remote(argv, 1)
         self.refs[ref] = cell
 
