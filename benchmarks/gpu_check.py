@@ -13,7 +13,9 @@ Writes `benchmarks/results/gpu-check-<device>-<date>.md` (and prints it). Sectio
    `benchmarks/results/cpu-2core.json` (written by `--cpu-baseline` on the project's CPU machine);
 4. host-device synchronisations inside one training step (`torch.cuda.set_sync_debug_mode`) for
    `maml`, `protonet` and `reptile` (target: zero);
-5. the smoke grid through `--executor ray` with one GPU (skipped when Ray is not installed).
+5. the smoke grid through `--executor ray` with one GPU (skipped when Ray is not installed);
+6. several cells per GPU: 8 short Omniglot cells packed automatically vs one cell per GPU
+   (`METABENCH_CELLS_PER_GPU=1`), grid throughput (target: at least 4x).
 
 Without CUDA every GPU section says why it was skipped, and the CPU-runnable parts run on the CPU
 (`--device cpu`), so the script itself is tested on machines without a GPU.
@@ -67,6 +69,30 @@ def smoke_grid(device: str, executor: str, data_root: str | None, workdir: Path)
     lines.append(f"\n{len(rows) - len(bad)} of {len(rows)} finished" + (f"; not finished: {', '.join(bad)}" if bad else ""))
     if proc.returncode:
         lines.append("\n```\n" + proc.stderr[-2000:] + "\n```")
+    return lines
+
+
+def packing(data_root: str | None, workdir: Path) -> list[str]:
+    """The reference Omniglot grid (maml and protonet, 4 seeds, short loops) with one cell per GPU
+    and with the automatic packing: grid throughput in cells per minute."""
+    lines = ["| cells per GPU | cells | wall s | cells/min |", "|---|---|---|---|"]
+    rates = {}
+    for label, per_gpu in (("1", "1"), ("auto", "")):
+        out = workdir / f"pack-{label}"
+        cmd = [sys.executable, "-m", "metabench.cli", "run", "--suites", "omniglot-5w1s", "--algorithms", "maml,protonet",
+               "--seeds", "0,1,2,3", "--preset", "quick", "--device", "cuda", "--results-dir", str(out), "--quiet",
+               "--set", "loop.meta_steps=100", "--set", "loop.n_val_tasks=20", "--set", "loop.n_test_tasks=40"]
+        if data_root:
+            cmd += ["--data-dir", data_root]
+        env = {**_env(), "METABENCH_CELLS_PER_GPU": per_gpu} if per_gpu else {
+            k: v for k, v in _env().items() if k != "METABENCH_CELLS_PER_GPU"}
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        n = len(list(out.glob("*/tasks.parquet")))
+        rates[label] = n / wall * 60
+        lines.append(f"| {label} | {n} | {wall:.0f} | {rates[label]:.2f} |")
+    lines.append(f"\npacked / one per GPU = {rates['auto'] / max(rates['1'], 1e-9):.2f}x (target: at least 4x)")
     return lines
 
 
@@ -233,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
             report += ["## 5. Ray", "", "skipped: ray is not installed (`pip install -e .[ray]`)", ""]
     else:
         report += ["## 5. Smoke cells through Ray with one GPU", "", "skipped: no CUDA device", ""]
+    if cuda and not args.skip_smoke:
+        section("6. Several cells per GPU: the Omniglot grid packed vs one cell per GPU",
+                lambda: packing(args.data_dir, workdir))
+    else:
+        report += ["## 6. Several cells per GPU", "", "skipped: no CUDA device", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
     path = RESULTS / f"gpu-check-{slug}-{time.strftime('%Y%m%d')}.md"
