@@ -11,7 +11,7 @@ tasks in the engine's batches of 25 and times, per batch: the eval-mode forward 
 (`embed_tasks`), and the head fits (`logistic_heads`) twice, with BLAS/OpenMP limited to one
 thread (what `rfs` does) and with the libraries' default thread pools, checking that both give the
 same probabilities. Prints seconds in total and per task. Sets OMP_WAIT_POLICY=PASSIVE and the
-thread count as the engine's workers do (metabench.engine.job.worker_env).
+thread count as the engine's workers do (metabench.engine.local_executor.worker_env).
 """
 from __future__ import annotations
 

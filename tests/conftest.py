@@ -8,7 +8,7 @@ import pytest
 
 # Set before anything imports torch: with OpenMP's default spin-waiting, in-process tests (a GRU
 # step, a MAML step) slow down 10-70x whenever the two cores are shared. The engine's workers set
-# the same (metabench.engine.job.worker_env).
+# the same (metabench.engine.local_executor.worker_env).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Queries read the shipped reference set beside a results folder by default (issue 21); the tests'
 # fixture folders are read alone, whatever the package ships. Tests of the reference set pass a

@@ -243,7 +243,7 @@ def test_dead_job_detection_uses_process_start_time(tmp_path):
 
 
 def test_local_plan_splits_cores_and_gpus():
-    from metabench.engine.job import local_plan
+    from metabench.engine.local_executor import local_plan
 
     spec = RunSpec(("sinusoid-5shot",), ("maml",), (0, 1, 2), "smoke")
     assert local_plan(spec, 3, cores=8, gpus=[]) == (3, 2, [])  # 3 workers x 2 threads <= 8 cores

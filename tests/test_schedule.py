@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from metabench.engine.job import LocalExecutor
+from metabench.engine.local_executor import LocalExecutor
 from metabench.engine.reproduce import reproduce
 from metabench.engine.schedule import (ThreadSchedule, expected_seconds, plan_threads, request_path,
                                        wait_policy, write_request)
@@ -100,7 +100,7 @@ def test_longest_expected_cell_starts_first():
 
 
 def test_executor_gives_freed_cores_to_the_running_cells(tmp_path, monkeypatch):
-    monkeypatch.setattr("metabench.engine.job.cpu_cores", lambda: 4)
+    monkeypatch.setattr("metabench.engine.local_executor.cpu_cores", lambda: 4)
     (tmp_path / "jobs" / "j1").mkdir(parents=True)
     ex = LocalExecutor(RunSpec(suites=["sinusoid-5shot"], algorithms=["maml"], device="cpu"), tmp_path, None,
                        "j1", 4, tmp_path / "jobs" / "j1")
@@ -136,7 +136,7 @@ def test_deterministic_runs_record_it(tmp_path, shared_data):
 
 
 def test_cells_share_a_gpu_when_memory_allows(monkeypatch):
-    from metabench.engine import job
+    from metabench.engine import local_executor as job
 
     monkeypatch.delenv("METABENCH_CELLS_PER_GPU", raising=False)
     assert job.cells_per_gpu(cores=16, n_gpus=1, gpu_memory_gib=139.0) == 8     # capped

@@ -24,7 +24,7 @@ MAX_RETRIES = 3
 
 def _run_cell(argv: list[str], threads: int) -> tuple[int, str]:
     """Inside a Ray worker: run one cell's worker process; (exit code, last error line)."""
-    from metabench.engine.job import worker_env
+    from metabench.engine.local_executor import worker_env
 
     proc = subprocess.run(argv, env=worker_env(threads), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
@@ -55,7 +55,7 @@ class RayExecutor:
         self.cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
         # several cells share a GPU through fractional num_gpus (this machine's GPU memory stands
         # in for the cluster's; METABENCH_CELLS_PER_GPU overrides)
-        from metabench.engine.job import cells_per_gpu, gpu_memory_gib
+        from metabench.engine.local_executor import cells_per_gpu, gpu_memory_gib
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.per_gpu = cells_per_gpu(cpus, self.cluster_gpus, gpu_memory_gib()) if self.cluster_gpus else 1
@@ -83,7 +83,7 @@ class RayExecutor:
         if cell.device == "cuda" and not self.cluster_gpus:
             raise ConfigError("--device cuda was asked for, but the Ray cluster has no GPU; "
                               "use --device auto or --device cpu")
-        from metabench.engine.job import worker_argv
+        from metabench.engine.local_executor import worker_argv
 
         argv = worker_argv(cell, self.results_dir, self.data_root, self.job_id, threads=1, wait_lock=True,
                            deterministic=self.deterministic)
