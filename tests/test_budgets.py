@@ -3,6 +3,7 @@ metric at the suite's common budgets (sinusoid: mse@1 and mse@10) whatever its o
 headline metric stays at its own steps, and the extra steps change no other number."""
 from __future__ import annotations
 
+import json
 import pytest
 import torch
 
@@ -57,3 +58,16 @@ def test_cli_leaderboard_marks_and_filters_transductive_entries(tmp_path, run_cl
                             "--transductive", "no"])
     assert rc == 0, err
     assert "protonet" in out and "maml" not in out and "†" not in out
+
+
+def test_runs_stored_before_budgets_were_recorded_show_their_inner_steps():
+    """A run whose protocol predates the recorded budget still shows its `test_inner_steps`."""
+    from metabench.results.query import _budget
+
+    old = json.dumps({"algorithm": {"test_inner_steps": 3}, "protocol": {"transductive": True}})
+    assert _budget(old) == (3, "inner steps")
+    new = json.dumps({"algorithm": {"test_inner_steps": 3},
+                      "protocol": {"adaptation_budget": 1, "adaptation_unit": "support passes"}})
+    assert _budget(new) == (1, "support passes")
+    assert _budget(json.dumps({"algorithm": {}})) == (None, None)
+    assert _budget("not json") == (None, None)

@@ -27,6 +27,8 @@ out), else both stay as separate entries (``sql``).
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -322,9 +324,17 @@ class ResultsDB(ResultsStore):
 
 
 def _budget(config: Any) -> tuple[Any, Any]:
-    """(adaptation_budget, adaptation_unit) from a run's config JSON; (None, None) when absent."""
+    """(adaptation_budget, adaptation_unit) from a run's config JSON; (None, None) when absent.
+    Runs stored before the budget was recorded in their protocol (issue 22) but whose Config has
+    ``test_inner_steps`` (the gradient-based learners' budget field) show that many inner steps."""
     protocol = run_protocol(config) or {}
-    return protocol.get("adaptation_budget"), protocol.get("adaptation_unit")
+    if protocol.get("adaptation_budget") is not None:
+        return protocol.get("adaptation_budget"), protocol.get("adaptation_unit")
+    try:
+        steps = (json.loads(config) if isinstance(config, str) else config)["algorithm"]["test_inner_steps"]
+    except (TypeError, ValueError, KeyError):
+        return None, None
+    return (steps, "inner steps") if isinstance(steps, int) else (None, None)
 
 
 def _select(
