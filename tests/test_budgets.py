@@ -4,6 +4,7 @@ headline metric stays at its own steps, and the extra steps change no other numb
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
