@@ -108,7 +108,7 @@ class FineTune(Algorithm):
         "paper": {"classification": dict(meta_steps=20_000, eval_every=1000),
                   "regression": dict(meta_steps=20_000, eval_every=1000),
                   **{s: dict(meta_steps=960_000, eval_every=24_000) for s in ("miniimagenet-5w1s", "miniimagenet-5w5s")}},
-        "quick": {"classification": dict(meta_steps=3_000, eval_every=500, n_val_tasks=200),
+        "quick": {"classification": dict(meta_steps=3_000, eval_every=500, n_val_tasks=100),
                   "regression": dict(meta_steps=5_000, eval_every=1000, n_val_tasks=200)},
     }
 

@@ -66,7 +66,7 @@ class MetaSGD(MAML):
         "paper": MAML.LOOPS["paper"],
         # 3,000 steps (~15 min on 2 cores): MAML's quick run was at 95.5% by step 3,000
         "quick": {"classification": dict(meta_steps=3_000, eval_every=500, n_val_tasks=200),
-                  "regression": dict(meta_steps=12_000, eval_every=1000, n_val_tasks=200)},
+                  "regression": dict(meta_steps=12_000, eval_every=2000, n_val_tasks=100)},
     }
 
     def __init__(self, suite, config: Config, device, seed: int):

@@ -130,7 +130,7 @@ class RFS(SGDPretrained):
                   **{s: dict(meta_steps=27_594, eval_every=2000) for s in OMNIGLOT_LAKE_IDS},
                   **{s: dict(meta_steps=60_000, eval_every=2000) for s in IMAGE_SUITES}},
         # 6,000 steps of 64 images: as many images as finetune's quick (3,000 x 128)
-        "quick": {"classification": dict(meta_steps=6_000, eval_every=1000, n_val_tasks=200)},
+        "quick": {"classification": dict(meta_steps=6_000, eval_every=1000, n_val_tasks=100)},
     }
 
     @torch.no_grad()

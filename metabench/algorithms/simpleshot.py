@@ -138,7 +138,7 @@ class SimpleShot(SGDPretrained):
                   **{s: dict(meta_steps=6_209, eval_every=1000) for s in OMNIGLOT_LAKE_IDS},
                   **{s: dict(meta_steps=13_500, eval_every=1000) for s in IMAGE_SUITES}},
         # 1,500 steps of 256 images: as many images as finetune's quick (3,000 x 128) and rfs's
-        "quick": {"classification": dict(meta_steps=1_500, eval_every=500, n_val_tasks=200)},
+        "quick": {"classification": dict(meta_steps=1_500, eval_every=500, n_val_tasks=100)},
     }
 
     def __init__(self, suite, config: Config, device, seed: int):
