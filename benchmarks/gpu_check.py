@@ -46,6 +46,14 @@ def _env() -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def smoke_grid(device: str, executor: str, data_root: str | None, workdir: Path) -> list[str]:
     """Run every built-in algorithm's smoke cells on ``device``; a table of statuses."""
     from metabench.algorithms import ALGORITHMS
@@ -196,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         rates = quick_cells(torch.device("cpu"), args.data_dir, args.steps)
         RESULTS.mkdir(parents=True, exist_ok=True)
         CPU_BASELINE.write_text(json.dumps({
-            "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads", "measured": time.strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads, alone on the machine", "measured": time.strftime("%Y-%m-%d"),
             "steps": args.steps, "meta_steps_per_s": rates,
             "command": f"python benchmarks/gpu_check.py --cpu-baseline --steps {args.steps}"}, indent=1) + "\n")
         print(CPU_BASELINE.read_text())
