@@ -183,8 +183,8 @@ def leaderboard_table(df: pd.DataFrame) -> None:
         },
     )
     if same:
-        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else "n/a" if v == "-" else str(v)
-                 for c, v in table[same].iloc[0].items()}  # fmt: skip  ('-': a suite without class splits)
+        shown = {c: ("yes" if v else "no") if isinstance(v, (bool, np.bool_)) else "n/a" if v in ("-", "") else str(v)
+                 for c, v in table[same].iloc[0].items()}  # fmt: skip  ('-': no class splits; '': no budget)
         st.caption("Same protocol on every row: " + " · ".join(f"{c.lower()} **{v}**" for c, v in shown.items()) + ".")
     if df["transductive"].fillna(False).astype(bool).any():
         st.caption(TRANSDUCTIVE_NOTE + ".")
