@@ -402,3 +402,29 @@ def test_queries_from_several_threads_agree(fixture_dir):
         boards = list(pool.map(work, range(12)))
     for board in boards:
         pd.testing.assert_frame_equal(board, expected)
+
+
+def test_a_task_that_diverged_at_test_time_is_counted_not_hidden(tmp_path):
+    """One test task of one seed without a finite value (adaptation diverged: NaN): the entry keeps
+    all its seeds, the task is left out of the mean and CI, and the row's note says so; the
+    across-suites run scores stay finite."""
+    import numpy as np
+
+    from metabench.results.query import ResultsDB
+    from metabench.results.writer import read_table, write_table
+
+    root = write_fixture_results(tmp_path / "r")
+    path = root / "sinusoid-5shot-v1-maml-s0" / "tasks.parquet"
+    tasks = read_table(path, "tasks")
+    first = tasks.index[(tasks["metric"] == "mse@10")][0]
+    tasks.loc[first, "value"] = float("nan")
+    write_table(tasks.to_dict("records"), path, "tasks")
+    db = ResultsDB(root, reference=False)
+    board = db.leaderboard("sinusoid-5shot", metric="mse@10")
+    row = board[board["algorithm"] == "maml"].iloc[0]
+    assert row["n_seeds"] == 2
+    assert row["n_tasks"] == tasks.loc[tasks["metric"] == "mse@10", "task_id"].nunique() - 1
+    assert "1 test task(s) without a finite value" in row["note"]
+    assert np.isfinite(row["mean"])
+    scores = db.run_scores()
+    assert np.isfinite(scores.loc[scores["algorithm"] == "maml", "value"]).all()

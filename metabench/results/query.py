@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from metabench.results import metrics as _metrics
@@ -361,8 +362,12 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     over tasks, the seed spread, the rank and the comparison with the best entry (``stats``)."""
     tasks = values[values["kind"] == "task"]
     seeds = values[values["kind"] == "seed"]
-    by_task = tasks.groupby("g")["value"].agg(mean="mean", sd_tasks="std", n_tasks="count")
-    by_seed = seeds.groupby("g")["value"].agg(std_seeds="std", n_seeds="count")
+    # A task whose value is not finite in some seed (adaptation diverged at test time: NaN or inf)
+    # is left out of the mean and CI, and counted, so the row says so instead of hiding it.
+    finite = tasks[np.isfinite(tasks["value"].to_numpy(float))]
+    by_task = finite.groupby("g")["value"].agg(mean="mean", sd_tasks="std", n_tasks="count")
+    by_seed = seeds.groupby("g")["value"].agg(std_seeds="std", n_seeds="size")
+    left_out = (tasks.groupby("g")["value"].size() - by_task["n_tasks"]).reindex(groups.index).fillna(0)
     df = groups.join(by_task, how="inner").join(by_seed, how="inner")
     df["ci95"] = ci_halfwidth(df.pop("sd_tasks").to_numpy(float), df["n_tasks"].to_numpy(float))
     df["ci_low"] = df["mean"] - df["ci95"]
@@ -376,6 +381,11 @@ def _summarise(values: pd.DataFrame, groups: pd.DataFrame, higher: bool) -> pd.D
     df["p_vs_best"] = [c.p_value for c in compared]
     df["prob_improvement"] = [c.prob_improvement for c in compared]
     df["note"] = [c.note for c in compared]
+    for g, n in left_out.items():
+        if n and g in df.index:
+            diverged = (f"{int(n)} test task(s) without a finite value in some seed (adaptation diverged at "
+                        f"test time) are left out of the mean and CI")
+            df.loc[g, "note"] = f"{df.loc[g, 'note']}; {diverged}" if df.loc[g, "note"] else diverged
     return df.reset_index(drop=True)
 
 

@@ -167,7 +167,8 @@ FROM finished
 """
 
 # Every suite's newest finished version, its primary metric and its most common split scheme;
-# then one mean per (suite, entry, seed) over the test tasks of the primary metric.
+# then one mean per (suite, entry, seed) over the test tasks of the primary metric (tasks whose
+# value is not finite, a test-time divergence, are left out, as in the leaderboard, which counts them).
 RUN_SCORES = f"""
 WITH {_RUNS}, {_TASKS}, {_ALL_FINISHED},
 main AS (
@@ -175,7 +176,8 @@ main AS (
     FROM sel GROUP BY suite
 )
 SELECT s.suite, s.algorithm, s.variant, any_value(s.family) AS family, s.preset, s.transductive,
-       s.query_batch, s.source, s.seed, m.metric, avg(t.value) AS value, count(*) AS n_tasks
+       s.query_batch, s.source, s.seed, m.metric, avg(t.value) FILTER (WHERE isfinite(t.value)) AS value,
+       count(*) FILTER (WHERE isfinite(t.value)) AS n_tasks
 FROM sel s JOIN main m ON m.suite = s.suite AND m.split_scheme = s.split_scheme
 JOIN tasks t ON t.run_id = s.run_id AND t.source = s.source AND t.metric = m.metric AND t.split = 'test'
 GROUP BY s.suite, s.algorithm, s.variant, s.preset, s.transductive, s.query_batch, s.source, s.seed, m.metric
