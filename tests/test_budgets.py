@@ -72,3 +72,21 @@ def test_runs_stored_before_budgets_were_recorded_show_their_inner_steps():
     assert _budget(new) == (1, "support passes")
     assert _budget(json.dumps({"algorithm": {}})) == (None, None)
     assert _budget("not json") == (None, None)
+
+
+def test_finetune_counts_its_head_steps_and_reports_the_common_budget(shared_data):
+    """finetune adapts by `head_steps` gradient steps on a new head: that is its recorded budget,
+    and on Omniglot it also reports accuracy after the common budget of one step, which leaves
+    its own accuracy and loss unchanged (the fit only is read at step 1)."""
+    suite = make_suite("omniglot-5w1s").prepare(shared_data, "cpu", allow_download=False, progress=False)
+    cls = ALGORITHMS.get("finetune")
+    algo = cls(suite, cls.preset_config("smoke", suite), "cpu", 0)
+    protocol = algo.recorded_protocol()
+    assert (protocol["adaptation_budget"], protocol["adaptation_unit"]) == (algo.config.head_steps, "inner steps")
+    batch = next(suite.fixed_tasks("test", 4, batch_size=4))
+    metrics = algo.evaluate(batch)
+    assert set(metrics) == {"accuracy", "loss", "accuracy@1"}
+    algo.suite = type("NoBudgets", (), {"common_budgets": ()})()   # the same fit, no step-1 read-out
+    plain = algo.evaluate(batch)
+    assert set(plain) == {"accuracy", "loss"}
+    assert torch.equal(plain["accuracy"], metrics["accuracy"]) and torch.equal(plain["loss"], metrics["loss"])

@@ -71,3 +71,17 @@ def test_bad_run_ids_are_one_sentence(folder, run_cli):
     for run_id, message in (("nope", "no run 'nope' in"), ("../etc", "run id")):
         rc, _, err = run_cli(["reproduce", run_id, "--results-dir", str(folder), "--quiet"])
         assert rc == 2 and err.count("error:") == 1 and message in err, err
+
+
+def test_metrics_added_since_the_stored_run_are_named_not_compared(folder, tmp_path):
+    """A stored run that predates a metric (here: its mse@1 rows removed, as for runs written
+    before a common budget was reported) still reproduces identically on the rows it has."""
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "r")
+    path = tmp_path / "r" / "sinusoid-5shot--maml--smoke--seed0" / "tasks.parquet"
+    rows = read_table(path, "tasks")
+    write_table(rows[rows["metric"] != "mse@1"].to_dict("records"), path, "tasks")
+    result = reproduce(tmp_path / "r", "sinusoid-5shot--maml--smoke--seed0", scratch=tmp_path / "s")
+    assert result.identical and result.new_metrics == ["mse@1"]
+    assert "also reports mse@1" in result.summary()

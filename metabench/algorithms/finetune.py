@@ -102,6 +102,11 @@ class FineTune(Algorithm):
                   "regression": dict(batch_tasks=4, hidden=16, head_steps=2, head_lr=0.01, head_momentum=0.0)},
     }
     PRESETS["quick"] = dict(PRESETS["paper"])
+    # Its test-time adaptation is `head_steps` gradient steps on a new head (issue 22 §3): the
+    # budget column shows them, and the metric is also reported after the suite's common budgets.
+    adaptation_unit = "inner steps"
+    budget_field = "head_steps"
+    reports_common_budgets = True
     # Chen et al.'s code on miniImageNet (train.py): Adam 1e-3, 16 images per batch, 400 epochs
     PRESETS["paper"].update({s: dict(batch_way=8, per_class=2) for s in ("miniimagenet-5w1s", "miniimagenet-5w5s")})
     LOOPS = {
@@ -159,11 +164,18 @@ class FineTune(Algorithm):
         if self.kind == "classification":
             D = zs.shape[-1]
             head = {"weight": zs.new_zeros(T, batch.n_way, D), "bias": zs.new_zeros(T, batch.n_way)}
-            head = self.fit_head(zs, batch.support_y, head)
-            out = head_out(zq, head)
             y = batch.query_y
+            budgets = {int(k) for k in getattr(self.suite, "common_budgets", ())} - {self.config.head_steps}
+            extra = {}
+
+            def at_budget(k: int, h: Head) -> None:   # only reads the head: the fit is unchanged
+                if k in budgets:
+                    extra[f"accuracy@{k}"] = (head_out(zq, h).argmax(-1) == y).float().mean(1).cpu()
+
+            head = self.fit_head(zs, batch.support_y, head, on_step=at_budget)
+            out = head_out(zq, head)
             loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-            return {"accuracy": (out.argmax(-1) == y).float().mean(1).cpu(), "loss": loss.cpu()}
+            return {"accuracy": (out.argmax(-1) == y).float().mean(1).cpu(), "loss": loss.cpu(), **extra}
         head = {n: p.detach().expand(T, *p.shape).clone() for n, p in
                 (("weight", self.model.head.weight), ("bias", self.model.head.bias))}
         metrics = {}

@@ -52,6 +52,8 @@ class Reproduction:
     """Whether the test-task fingerprints agree (None: the stored run recorded none)."""
     stored_in: Path | None = None
     """The folder the stored run was found in (the results folder or the shipped reference set)."""
+    new_metrics: list[str] = dataclasses.field(default_factory=list)
+    """Metrics the rerun reports that the stored run did not (left out of the comparison)."""
 
     @property
     def inside_spread(self) -> bool | None:
@@ -64,8 +66,10 @@ class Reproduction:
     def summary(self) -> str:
         tasks = {None: "the stored run recorded no test-task fingerprint", True: "same fixed test tasks (fingerprints agree)",
                  False: "the fixed test tasks DIFFER from the stored run's (fingerprints disagree)"}[self.same_tasks]
+        added = (f" (the rerun also reports {', '.join(self.new_metrics)}, which the stored run predates)"
+                 if self.new_metrics else "")
         if self.identical:
-            return f"identical: all {self.n_rows} (task, metric) rows equal the stored ones bit for bit; {tasks}."
+            return f"identical: all {self.n_rows} (task, metric) rows equal the stored ones bit for bit{added}; {tasks}."
         spread = ("no other seeds of this entry in the folder to compare with" if self.inside_spread is None else
                   f"{'inside' if self.inside_spread else 'OUTSIDE'} the seed-to-seed spread "
                   f"(1.96 x std over seeds = {1.96 * self.spread:.4g})")
@@ -148,11 +152,16 @@ def reproduce(results_dir: str | Path, run_id: str, *, scratch: str | Path | Non
     new_tasks = read_table(scratch / cell.run_id / "tasks.parquet", "tasks")
     a = stored_tasks.set_index(["metric", "task_id"])["value"].sort_index()
     b = new_tasks.set_index(["metric", "task_id"])["value"].sort_index()
+    # metrics this metabench reports and the stored run's did not yet (e.g. a common budget added
+    # since, issue 22) are not part of the comparison; the summary names them
+    added = sorted(set(b.index.get_level_values(0)) - set(a.index.get_level_values(0)))
+    b = b[b.index.get_level_values(0).isin(set(a.index.get_level_values(0)))]
     stored_fp = row.get("tasks_fingerprint")
     same_tasks = None if not isinstance(stored_fp, str) else stored_fp == new_row["tasks_fingerprint"]
     metric = str(row["primary_metric"])
     identical = a.index.equals(b.index) and bool(np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
-    result = Reproduction(run_id, scratch, identical, len(a), metric, same_tasks=same_tasks, stored_in=results_dir)
+    result = Reproduction(run_id, scratch, identical, len(a), metric, same_tasks=same_tasks, stored_in=results_dir,
+                          new_metrics=added)
     if not identical:
         x, y = b.loc[metric], a.loc[metric]
         both = x.index.intersection(y.index)
