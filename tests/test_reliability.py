@@ -500,9 +500,18 @@ def test_tar_archives_are_refused_not_extracted(tmp_path):
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_json_of_fixture_is_untouched_by_verify(good):
-    # verify only reads: the module-scoped fixture still verifies as before (its leftover included)
+def test_verify_leaves_every_file_untouched(good):
+    """verify only reads: every file under the folder (its leftover temporary included) has the
+    same bytes and modification time after it ran, and nothing was added or removed."""
+    import hashlib
+
+    def snapshot() -> dict[str, tuple[str, int]]:
+        return {str(p.relative_to(good)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+                for p in sorted(good.rglob("*")) if p.is_file()}
+
+    before = snapshot()
     report = verify.verify_results(good)
+    assert snapshot() == before
     assert [p.path.name for p in report.bad] == [".tasks.parquet.abc123.tmp"]
     assert json.loads(json.dumps(report.checked)) == {"runs": 11, "curves": 21, "tasks": 10, "checkpoints": 0}
 
