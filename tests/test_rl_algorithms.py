@@ -1,6 +1,7 @@
-"""Meta-RL learners (rl2, maml-rl, mql): conformance and a smoke cell on the suites they fit, and
-oracles for their pure pieces (PPO loss, linear feature baseline, conjugate gradient, double DQN,
-TD3's target and delayed actor updates)."""
+"""Meta-RL learners (rl2, maml-rl, mql): a smoke cell on the suites they fit, and oracles for what
+is their own (rl2's additions, maml-rl's linear feature baseline, mql's delayed actor updates and
+dueling head). The shared RL pieces (PPO, TRPO, the Q-learning targets) are checked in
+test_rl_pieces.py, the learners' conformance in test_conformance.py."""
 from __future__ import annotations
 
 import copy
@@ -10,11 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from metabench.algorithms import ALGORITHMS
-from metabench.algorithms.maml_rl import conjugate_gradient, fit_linear_baseline, baseline_features
-from metabench.algorithms.mql import double_dqn_target, td3_target
-from metabench.algorithms.rl2 import ppo_clip_loss
+from metabench.algorithms.maml_rl import baseline_features, fit_linear_baseline
 from metabench.rl.returns import gae
-from metabench.checks import check_algorithm
 from metabench.errors import ConfigError
 from metabench.engine.cell import CellRunner
 from metabench.results.writer import read_table
@@ -45,12 +43,6 @@ def test_the_learners_are_registered():
     assert ("mql", "navigation2d") in PAIRS
 
 
-@pytest.mark.parametrize("algorithm, sid", PAIRS)
-def test_learner_conformance(algorithm, sid):
-    """Training changes the weights, evaluate does not and is repeatable, the state dict round-trips."""
-    check_algorithm(algorithm, suite(sid))
-
-
 def _smoke_cell(algorithm, sid, tmp_path):
     cell = Cell(sid, algorithm, 0, "smoke", "cpu")
     assert CellRunner(cell, tmp_path).run() == "finished"
@@ -75,16 +67,6 @@ def test_learner_smoke_cell_on_every_other_suite(algorithm, sid, tmp_path):
 
 
 # --- oracles ------------------------------------------------------------------------------------
-def test_ppo_clipped_loss_by_hand():
-    # ratios 1.5, 0.5, 1.1, 0.7 with advantages +1, +1, -1, -1 and eps 0.2:
-    # min(r A, clip(r) A) = min(1.5, 1.2) = 1.2; min(0.5, 0.8) = 0.5; min(-1.1, -1.1) = -1.1; min(-0.7, -0.8) = -0.8
-    ratio = torch.tensor([1.5, 0.5, 1.1, 0.7])
-    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
-    old = torch.zeros(4)
-    loss = ppo_clip_loss(ratio.log(), old, adv, 0.2)
-    assert loss.item() == pytest.approx(-(1.2 + 0.5 - 1.1 - 0.8) / 4, abs=1e-6)
-
-
 def _rl2(sid, **overrides):
     cls = ALGORITHMS.get("rl2")
     return cls(suite(sid), cls.Config(hidden=16, meta_batch_size=2, n_envs_per_task=2, ppo_epochs=1,
@@ -278,45 +260,6 @@ def test_linear_feature_baseline_is_the_ridge_solution():
         b = torch.cat([y[i], torch.zeros(8, dtype=torch.float64)])
         want = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
         assert torch.allclose(w[i], want, atol=1e-8)
-
-
-def test_conjugate_gradient_solves_a_small_spd_system():
-    g = torch.Generator().manual_seed(1)
-    M = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    A = M @ M.T + 5 * torch.eye(5, dtype=torch.float64)
-    b = torch.randn(5, generator=g, dtype=torch.float64)
-    x = conjugate_gradient(lambda v: A @ v, b, iters=10)
-    assert torch.allclose(x, torch.linalg.solve(A, b), atol=1e-8)
-
-
-def test_double_dqn_target_by_hand():
-    # online picks action 2 in s' (Q 5.0); the target net values action 2 at 1.5, not its own max 9.0
-    q_online = torch.tensor([[0.0, 1.0, 5.0], [3.0, 0.0, 0.0]])
-    q_target = torch.tensor([[9.0, 0.0, 1.5], [2.0, 7.0, 0.0]])
-    y = double_dqn_target(torch.tensor([1.0, 0.5]), torch.tensor([False, True]), q_online, q_target, 0.9)
-    assert torch.allclose(y, torch.tensor([1.0 + 0.9 * 1.5, 0.5]))
-
-
-def test_td3_target_by_hand():
-    # Two transitions, 1-D actions in [-1, 1], target actor mu' = 0.9 and 0.2, gamma 0.5, clip c 0.5.
-    # Smoothing noise 0.8 is clipped to 0.5: 0.9 + 0.5 = 1.4 -> clipped to the box, a' = 1.0;
-    # noise -0.1 is kept: a' = 0.1.  Target critics Q'_1(a) = 10 a, Q'_2(a) = 4 + a:
-    # transition 0: min(10, 5) = 5 (Q'_2 wins); transition 1: min(1, 4.1) = 1 (Q'_1 wins), but it is
-    # terminal, so its target is the reward alone.
-    reward, terminal = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])
-    mu_next, noise = torch.tensor([[0.9], [0.2]]), torch.tensor([[0.8], [-0.1]])
-    seen = []
-
-    def q_next(a):
-        seen.append(a.clone())
-        return 10 * a.squeeze(-1), 4 + a.squeeze(-1)
-
-    y = td3_target(reward, terminal, mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
-    assert torch.allclose(seen[0], torch.tensor([[1.0], [0.1]]))
-    assert torch.allclose(y, torch.tensor([1.0 + 0.5 * 5.0, -2.0]))
-    # not terminal: the min of the twins (Q'_1 = 1.0 at a' = 0.1) is bootstrapped
-    y2 = td3_target(reward, torch.zeros(2), mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
-    assert torch.allclose(y2, torch.tensor([1.0 + 0.5 * 5.0, -2.0 + 0.5 * 1.0]))
 
 
 def test_mql_td3_updates_the_actor_and_targets_every_policy_delay_critic_updates():

@@ -115,21 +115,26 @@ def test_double_dqn_target_by_hand():
     assert y.tolist() == [3.0, 1.0]
 
 
-def test_td3_target_with_clipped_noise_by_hand():
-    # mu'(s') = (0.5, -0.9), noise (0.7, -0.3) clipped to (0.5, -0.3): a' = (1.0, -1.2), clipped to
-    # the box (1.0, -1.0); twin target critics 3 + sum(a') = 3 and 5 + 2 sum(a') = 5: min 3;
-    # y = 1 + 0.9 * 3 = 3.7; terminal: y = r
+def test_td3_target_by_hand():
+    # Three transitions, 1-D actions in [-1, 1], gamma 0.5, noise clip c 0.5; target actor
+    # mu' = 0.9, 0.2, -0.9 and smoothing noise 0.8, -0.1, -0.8: the noise is clipped to 0.5, kept,
+    # clipped to -0.5, so a' = 1.4 -> 1.0 (the box), 0.1, -1.4 -> -1.0 (the box).
+    # Target critics Q'_1(a) = 10 a, Q'_2(a) = 4 + a: min(10, 5) = 5 (Q'_2 wins); min(1, 4.1) = 1
+    # and min(-10, 3) = -10 (Q'_1 wins). Transition 1 is terminal: its target is the reward alone.
+    reward, terminal = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.0, 1.0, 0.0])
+    mu_next, noise = torch.tensor([[0.9], [0.2], [-0.9]]), torch.tensor([[0.8], [-0.1], [-0.8]])
     seen = []
 
     def q_next(a):
         seen.append(a.clone())
-        s = a.sum(-1)
-        return 3 + s, 5 + 2 * s
+        return 10 * a.squeeze(-1), 4 + a.squeeze(-1)
 
-    mu_next, noise = torch.tensor([[0.5, -0.9]] * 2), torch.tensor([[0.7, -0.3]] * 2)
-    y = td3_target(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), mu_next, noise, q_next, 0.9, noise_clip=0.5)
-    assert seen[0].tolist() == [[1.0, -1.0]] * 2
-    assert y.tolist() == pytest.approx([3.7, 1.0])
+    y = td3_target(reward, terminal, mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
+    assert torch.allclose(seen[0], torch.tensor([[1.0], [0.1], [-1.0]]))
+    assert torch.allclose(y, torch.tensor([1.0 + 0.5 * 5.0, -2.0, 0.5 + 0.5 * -10.0]))
+    # not terminal: the min of the twins (Q'_1 = 1.0 at a' = 0.1) is bootstrapped
+    y2 = td3_target(reward, torch.zeros(3), mu_next, noise, q_next, gamma=0.5, noise_clip=0.5)
+    assert torch.allclose(y2, torch.tensor([1.0 + 0.5 * 5.0, -2.0 + 0.5 * 1.0, 0.5 + 0.5 * -10.0]))
 
 
 def test_polyak_update_moves_the_target_by_tau_and_leaves_the_online_net():

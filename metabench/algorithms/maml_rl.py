@@ -71,7 +71,7 @@ from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import discounted_returns
 from metabench.rl.rollout import episode_returns, per_task
-from metabench.rl.trpo import conjugate_gradient, surrogate_loss, trpo_step  # noqa: F401  (conjugate_gradient: re-exported)
+from metabench.rl.trpo import surrogate_loss, trpo_step
 
 Params = dict[str, torch.Tensor]
 
