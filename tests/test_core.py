@@ -1,4 +1,4 @@
-"""Registry, run specs, suite and algorithm conformance, and the algorithm oracles."""
+"""Registry, run specs, the Omniglot splits and the algorithm oracles (conformance: test_conformance.py)."""
 from __future__ import annotations
 
 import pytest
@@ -8,12 +8,11 @@ import torch.nn.functional as F
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml import MAML
 from metabench.algorithms.protonet import logits_from, prototypes
-from metabench.checks import check_algorithm, check_suite
-from metabench.errors import ConfigError, DataUnavailable
+from metabench.errors import ConfigError
 from metabench.nn.functional import adapt, sgd_step
 from metabench.registry import Registry
 from metabench.spec import RunSpec, parse_seeds
-from metabench.suites import SUITES, make_suite
+from metabench.suites import make_suite
 
 
 # --- registry and spec ------------------------------------------------------------------------
@@ -55,21 +54,7 @@ def test_unknown_config_option_is_named():
         MAML.preset_config("quick", make_suite("sinusoid-5shot"), {"inner_lrr": 0.1})
 
 
-# --- conformance, over every registered name --------------------------------------------------
-@pytest.mark.parametrize("suite_id", SUITES.names())
-def test_suite_conformance(suite_id, suite_by_id):
-    check_suite(suite_by_id(suite_id))
-
-
-PAIRS = [(a, s) for a in ALGORITHMS.names() for s in ("omniglot-5w1s", "sinusoid-5shot")
-         if ALGORITHMS.get(a).fits(make_suite(s))[0]]
-
-
-@pytest.mark.parametrize("algorithm, suite_id", PAIRS)
-def test_algorithm_conformance(algorithm, suite_id, suite_by_id):
-    check_algorithm(algorithm, suite_by_id(suite_id))
-
-
+# --- suites (their conformance checks: test_conformance.py) -----------------------------------
 def test_omniglot_split_sizes_and_descriptors(suite_by_id):
     s = suite_by_id("omniglot-5w1s")
     assert {k: len(v) for k, v in s._classes.items()} == {"train": 4112, "val": 688, "test": 1692}

@@ -1,5 +1,6 @@
 """miniImageNet and CIFAR-FS: loaders for every accepted format on tiny fake datasets, the
-restricted unpickler, the CIFAR-FS split lists, conformance and a full `metabench run` smoke run."""
+restricted unpickler, the CIFAR-FS split lists and a full `metabench run` smoke run (every algorithm's
+conformance on both image shapes: test_conformance.py)."""
 from __future__ import annotations
 
 import io
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from metabench.checks import check_algorithm, check_suite
+from metabench.checks import check_suite
 from metabench.cli import main
 from metabench.errors import DataUnavailable, MetabenchError
 from metabench.results.query import ResultsDB
@@ -176,29 +177,6 @@ def test_miniimagenet_wrong_shape_is_explained(tmp_path):
         (folder / f"mini-imagenet-cache-{s}.pkl").write_bytes(pickle.dumps(data))
     with pytest.raises(MetabenchError, match=r"expected images as uint8 \(N, 84, 84, 3\)"):
         make_suite("miniimagenet-5w1s").prepare(tmp_path, "cpu", allow_download=False, progress=False)
-
-
-@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
-def test_algorithms_accept_84x84_rgb(tmp_path, algorithm):
-    check_algorithm(algorithm, _prepared("miniimagenet-5w1s", make_mini(tmp_path, "cache")))
-
-
-@pytest.fixture(scope="module")
-def cifarfs_suite(tmp_path_factory):
-    return _prepared("cifarfs-5w1s", make_cifar(tmp_path_factory.mktemp("cifar")))
-
-
-def _image_algorithms():
-    from metabench.algorithms import ALGORITHMS
-
-    return [n for n in ALGORITHMS.names() if "classification" in ALGORITHMS.get(n).supports
-            and n not in ("protonet", "maml")]  # those two are checked at 84x84 above
-
-
-@pytest.mark.parametrize("algorithm", _image_algorithms())
-def test_every_image_algorithm_accepts_32x32_rgb(cifarfs_suite, algorithm):
-    """Every few-shot classifier sizes its network from suite.input_shape (3x32x32 here)."""
-    check_algorithm(algorithm, cifarfs_suite)
 
 
 # --- CIFAR-FS ---------------------------------------------------------------------------------

@@ -160,12 +160,6 @@ def test_check_bad_input_is_one_error_line_exit_2(argv, match, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and match in err, err
 
 
-def test_builtin_maml_passes_every_check():
-    """The built-ins are held to the same checks (every built-in: the slow test below)."""
-    report = run_checks("maml")
-    assert report.ok and report.suite == "sinusoid-5shot", [r for r in report.results if not r.ok]
-
-
 # --- image-folder suites ---------------------------------------------------------------------
 TOML = """id = "{id}"
 version = 1
@@ -398,18 +392,3 @@ def test_example_beside_protonet_on_omniglot_and_in_the_leaderboard(shared_data,
     rows = list(csv.DictReader(io.StringIO(board.stdout)))
     assert sorted(r["algorithm"] for r in rows) == ["cosine-protonet", "protonet"], board.stdout
     assert all(r["suite"] == "omniglot-5w1s" and float(r["mean"]) > 0 for r in rows), board.stdout
-
-
-def _builtins() -> list[str]:
-    from metabench.algorithms import ALGORITHMS
-    from metabench.registry import BUILT_IN
-
-    return [n for n in ALGORITHMS.names() if ALGORITHMS.origin(n) == BUILT_IN]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("algorithm", _builtins())
-def test_builtin_passes_every_check(algorithm, shared_data):
-    """Every built-in on its default suite (sinusoid, a bandit or Omniglot): about 5-30 s each."""
-    report = run_checks(algorithm, data_root=shared_data)
-    assert report.ok, [r for r in report.results if not r.ok]

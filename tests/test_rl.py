@@ -13,7 +13,6 @@ import torch
 
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.classical import gittins_index, ucb1_choice
-from metabench.checks import check_algorithm, check_suite
 from metabench.engine.cell import CellRunner
 from metabench.results.writer import read_table
 from metabench.rl.core import RLTaskBatch
@@ -158,26 +157,6 @@ def test_navigation_oracle_path_by_hand():
     env.reset()
     obs, _, _, _ = env.step(torch.tensor([[5.0, -5.0]]))
     assert obs[0].tolist() == pytest.approx([0.1, -0.1])
-
-
-# --- conformance, over every RL suite and every classical baseline -----------------------------
-@pytest.mark.parametrize("sid", [pytest.param(s, marks=needs_mujoco(s)) for s in RL_SUITES])
-def test_rl_suite_conformance(sid):
-    check_suite(suite(sid))
-
-
-def _smallest(family: str) -> str:
-    return {"bandit": "bandit-k5-n10", "tabular-mdp": "tabular-mdp-n10", "navigation": "navigation2d",
-            "mujoco": "halfcheetah-vel"}[family]
-
-
-CLASSICAL_PAIRS = [(a, _smallest(f)) for a in ALGORITHMS.names() if ALGORITHMS.get(a).family == "classical"
-                   for f in sorted(ALGORITHMS.get(a).env_families)]
-
-
-@pytest.mark.parametrize("algorithm, sid", [pytest.param(a, s, marks=needs_mujoco(s)) for a, s in CLASSICAL_PAIRS])
-def test_classical_conformance(algorithm, sid):
-    check_algorithm(algorithm, suite(sid))
 
 
 @pytest.mark.parametrize("sid", ["bandit-k5-n100", "tabular-mdp-n10"])
