@@ -25,13 +25,14 @@ if agg.table.empty:
 left, right = st.columns([3, 2])
 with left:
     st.dataframe(
-        tables.aggregate_frame(agg.table), hide_index=True,
+        tables.aggregate_frame(agg.table), hide_index=True, height="content",
         column_config={"IQM": st.column_config.NumberColumn(format="%.3f"),
                        "Mean rank": st.column_config.NumberColumn(format="%.2f")},
     )  # fmt: skip
-    tables.altair_chart(charts.iqm_chart(agg.table), width="stretch")
 with right:
-    tables.altair_chart(charts.profile_chart(agg.profile), width="stretch")
+    tables.altair_chart(charts.iqm_chart(agg.table), width="stretch")
+# full width: the profile's legend names every entry, which squeezes the plot in a narrow column
+tables.altair_chart(charts.profile_chart(agg.profile), width="stretch")
 st.dataframe(
     agg.rules.rename(columns={"suite": "Suite", "metric": "Metric", "normalisation": "Normalised score",
                               "n_entries": "Entries"}),

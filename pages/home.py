@@ -30,7 +30,8 @@ else:
     cols[1].metric("Reference algorithms", len(reference["algorithms"]))
     cols[2].metric("Reference suites", len(reference["suites"]))
     cols[3].metric("Presets", ", ".join(reference["presets"]))
-    st.write("**Suites:** " + ", ".join(reference["suites"]))
+    st.write("**Leaderboards:**")
+    state.suite_links(runs[~mine])
     st.write("**Algorithms:** " + ", ".join(reference["algorithms"]))
     st.write(f"**metabench version:** {', '.join(reference['metabench_versions']) or 'n/a'} · "
              f"**device:** {', '.join(reference['devices']) or 'n/a'}")
@@ -65,7 +66,9 @@ else:
         st.dataframe(data.suites_overview(), hide_index=True)
 
 st.subheader("Pages")
-for page in routing.available_pages():
-    if page.url_path:
-        st.page_link(page.path, label=page.title)
-        st.caption(page.question)
+pages = [p for p in routing.available_pages() if p.url_path]
+for row in range(0, len(pages), 3):
+    for col, page in zip(st.columns(3), pages[row:row + 3]):
+        with col.container(border=True):
+            st.page_link(page.path, label=f"**{page.title}**", icon=":material/arrow_forward:")
+            st.caption(page.question)

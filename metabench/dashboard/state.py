@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from metabench.dashboard import data
@@ -19,9 +20,11 @@ from metabench.dashboard.data import Filters
 from metabench.dashboard.routing import PAGE_KEY
 from metabench.errors import MetabenchError
 
+#: The suite the leaderboard-style pages open on (the default benchmark's, when it has results).
+DEFAULT_SUITE = "omniglot-5w1s"
 #: The command the empty-state messages suggest: the smallest run of your own, which lands beside the
-#: reference protonet runs of omniglot-5w1s and pairs with them (same fixed test tasks).
-FIRST_RUN = "metabench run --suites omniglot-5w1s --algorithms protonet --preset smoke"
+#: reference protonet runs of omniglot-5w1s (unpaired: a smoke run tests fewer fixed tasks).
+FIRST_RUN = f"metabench run --suites {DEFAULT_SUITE} --algorithms protonet --preset smoke"
 
 
 def _page_changed(param: str) -> bool:
@@ -134,7 +137,8 @@ def suite_filters(metric_choice: bool = True) -> Filters:
         no_results()
     cols = st.columns([3, 2, 3, 3]) if metric_choice else st.columns([3, 3, 3])
     with cols[0]:
-        suite = url_selectbox("Suite", all_suites, "suite")
+        # the benchmark's own default suite first (where FIRST_RUN lands), not the alphabet's first
+        suite = url_selectbox("Suite", all_suites, "suite", default=DEFAULT_SUITE)
     with errors_as_messages():
         available = data.metrics(suite)
         options = data.facets(suite)
@@ -167,6 +171,20 @@ def suite_filters(metric_choice: bool = True) -> Filters:
         )  # fmt: skip
         transductive = {"only transductive (†)": True, "only non-transductive": False}.get(choice)
     return Filters(suite, metric, families, presets, split, transductive)
+
+
+def suite_links(runs: pd.DataFrame, per_row: int = 5) -> None:
+    """A link per suite of ``runs`` (``ResultsDB.runs``' columns) to its leaderboard, with the
+    number of algorithms and finished runs under it: the first thing a new user looks for."""
+    finished = runs[runs["status"] == "finished"]
+    counts = finished.groupby("suite").agg(algorithms=("algorithm", "nunique"), runs=("run_id", "size"))
+    suites = counts.index.tolist()
+    for row in range(0, len(suites), per_row):
+        for col, suite in zip(st.columns(per_row), suites[row:row + per_row]):
+            with col.container(border=True):
+                st.page_link("pages/leaderboard.py", label=f"**{suite}**", query_params={"suite": suite},
+                             icon=":material/leaderboard:")  # fmt: skip
+                st.caption(f"{counts.at[suite, 'algorithms']} algorithms · {counts.at[suite, 'runs']} runs")
 
 
 def no_results() -> None:

@@ -41,9 +41,17 @@ VALIDATE_VAR = "METABENCH_VALIDATE_CHARTS"
 
 
 def altair_chart(chart: Any, **kwargs: Any) -> None:
-    """``st.altair_chart`` without Altair's JSON-schema validation, which is about half the time
+    """``st.altair_chart`` keeping the plot's own height whatever its legend holds, and without
+    Altair's JSON-schema validation, which is about half the time
     of turning a layered chart into Vega-Lite on every rerun; the charts are fixed code, and the
     tests validate each one (``METABENCH_VALIDATE_CHARTS=1``)."""
+    import altair as alt  # imported by the chart's own module already; not at app start
+
+    if chart.autosize is alt.Undefined:
+        # Streamlit's default ('fit') squeezes a chart's legend into its height, so a legend of
+        # twenty entries flattens the plot to a strip; 'fit-x' fits the width and keeps the
+        # plot's own height, the legend below it.
+        chart = chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     if os.environ.get(VALIDATE_VAR) != "1":
         # An instance attribute shadows the method Streamlit calls (Altair's own __setattr__
         # would store it as a chart property instead).
@@ -130,11 +138,13 @@ def leaderboard_table(df: pd.DataFrame) -> None:
     st.dataframe(
         table,
         hide_index=True,
+        height="content",  # every entry in view: a leaderboard cut at ten rows hides who came last
         column_order=[c for c in table.columns if c not in hidden],
         column_config={
             # Narrow columns for short values, so the whole table fits a laptop screen.
             **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
             "Algorithm": st.column_config.TextColumn(
+                width="medium",  # a variant's name, e.g. maml[inner_loss=sum/K]†, whole
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
                 "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together. "
                 "† = transductive (see under the table)."
