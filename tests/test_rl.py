@@ -212,8 +212,9 @@ def test_gymnasium_env_checker(gym_id, kwargs):
     assert steps == env.unwrapped._env.trial_length
 
 
-def test_importing_metabench_registers_gym_ids_without_torch():
-    code = ("import sys, metabench, gymnasium; assert 'torch' not in sys.modules, 'torch imported'; "
+def test_importing_metabench_registers_gym_ids():
+    # (without importing torch: test_results.test_nothing_above_the_engine_imports_torch)
+    code = ("import metabench, gymnasium; "
             "print(sorted(i for i in gymnasium.registry if i.startswith('metabench/')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
