@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,13 +22,12 @@ from metabench.results.stats import (
     stratified_bootstrap_ci,
 )
 
-# A (n_runs=5, n_tasks=3) score matrix; the rliable numbers below were computed from it with
-# rliable 1.2.0 (arch 7.2.0, pandas 2.3) in a separate virtual environment, because rliable's
-# arch does not import under this project's pandas 3 (see test_agrees_with_rliable_when_installed):
-#   metrics.aggregate_iqm(M)                                    -> 0.4833333333333333
-#   np.random.seed(7); get_interval_estimates({"a": M}, iqm, reps=500)  -> [0.36375, 0.64444444]
-#   create_performance_profile({"a": M}, np.linspace(0, 1, 5))  -> [0.9333, 0.7333, 0.4, 0.2667, 0]
-M = np.array([[0.1, 0.5, 0.9], [0.3, 0.2, 0.8], [0.4, 0.7, 0.6], [0.0, 0.9, 1.0], [0.25, 0.35, 0.45]])
+# rliable's numbers for a (n_runs=5, n_tasks=3) score matrix M, made by tests/data/make_rliable_oracle.py
+# (rliable 1.2.0 in a side environment: its arch does not import under this project's pandas 3; the
+# script says how to rerun it, the JSON records the versions). test_agrees_with_rliable_when_installed
+# recomputes them live wherever rliable imports.
+RLIABLE = json.loads((Path(__file__).parent / "data" / "rliable_oracle.json").read_text())
+M = np.array(RLIABLE["M"])
 T2 = 4.3026527299112  # t(0.975, df=2)
 
 
@@ -50,16 +51,18 @@ def test_paired_comparison_hand_computed():
 def test_iqm_hand_computed():
     assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # middle four of 1..8
     assert iqm([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(3.0)  # int(1.25) = 1 cut per end
-    assert iqm(M) == pytest.approx(0.4833333333333333)  # pooled over runs and tasks, as rliable
+    # pooled over runs and tasks, as rliable: the middle 9 of the 15 sorted scores, 0.25 ... 0.8, sum 4.35
+    assert iqm(M) == pytest.approx(4.35 / 9) and RLIABLE["aggregate_iqm"] == pytest.approx(4.35 / 9)
     assert iqm(np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 100.0]]), axis=1).tolist() == [2.5, 6.5]
     with pytest.raises(ConfigError):
         iqm([])
 
 
 def test_stratified_bootstrap_matches_rliable_numbers():
-    point, (low, high) = stratified_bootstrap_ci(M, iqm, reps=500, seed=7)
-    assert point == pytest.approx(0.4833333333333333)
-    assert (low, high) == pytest.approx((0.36375, 0.64444444), abs=1e-8)
+    want = RLIABLE["interval"]   # rliable's get_interval_estimates after np.random.seed(seed)
+    point, (low, high) = stratified_bootstrap_ci(M, iqm, reps=want["reps"], seed=want["seed"])
+    assert point == pytest.approx(RLIABLE["aggregate_iqm"])
+    assert (low, high) == pytest.approx((want["low"], want["high"]), abs=1e-12)
     # Resampling is within each task (column): with one run per task nothing can move.
     one = np.array([[0.2, 0.4, 0.9]])
     assert stratified_bootstrap_ci(one, np.mean, reps=50) == (pytest.approx(0.5), (pytest.approx(0.5), pytest.approx(0.5)))
@@ -73,7 +76,9 @@ def test_stratified_bootstrap_matches_rliable_numbers():
 
 
 def test_performance_profile_and_pareto_front():
-    assert performance_profile(M, np.linspace(0, 1, 5)) == pytest.approx([14 / 15, 11 / 15, 6 / 15, 4 / 15, 0.0])
+    want = RLIABLE["performance_profile"]   # rliable's create_performance_profile, and by hand (scores > tau)
+    assert performance_profile(M, np.array(want["taus"])) == pytest.approx([14 / 15, 11 / 15, 6 / 15, 4 / 15, 0.0])
+    assert performance_profile(M, np.array(want["taus"])) == pytest.approx(want["fraction"], abs=1e-12)
     # cost, score: (1, .5) (2, .9) (3, .8) (1.5, .4) -> front = the first two
     assert pareto_front([1, 2, 3, 1.5], [0.5, 0.9, 0.8, 0.4]).tolist() == [True, True, False, False]
     # lower is better: cheapest-and-lowest wins
@@ -136,8 +141,9 @@ def test_agrees_with_rliable_when_installed():
         from rliable import library as rly
         from rliable import metrics as rly_metrics
     except Exception as exc:  # noqa: BLE001 - rliable's arch fails to import under pandas 3 (TypeError)
-        pytest.skip(f"rliable is not importable here ({type(exc).__name__}: {exc}); its numbers are "
-                    "checked from a side environment in test_stratified_bootstrap_matches_rliable_numbers")
+        pytest.skip(f"rliable is not importable here ({type(exc).__name__}: {exc}); its numbers, made by "
+                    "tests/data/make_rliable_oracle.py in a side environment, are checked in "
+                    "test_stratified_bootstrap_matches_rliable_numbers")
     assert iqm(M) == pytest.approx(rly_metrics.aggregate_iqm(M))
     np.random.seed(11)
     _, ci = rly.get_interval_estimates({"a": M}, lambda x: np.array([rly_metrics.aggregate_iqm(x)]), reps=300)
