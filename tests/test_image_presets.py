@@ -36,7 +36,8 @@ def test_image_suites_do_not_take_the_omniglot_settings(suite_id, preset):
         assert (c.inner_steps, c.test_inner_steps) == steps
         assert c.n_query == (15 if preset == "paper" else 1)
     reptile = _config("reptile", preset, suite_id)   # the README's miniImageNet commands
-    assert (reptile.arch, reptile.hidden, reptile.inner_steps, reptile.train_shot) == ("pool", 32, 8, 15)
+    assert (reptile.arch, reptile.hidden, reptile.inner_steps, reptile.train_shot, reptile.inner_batch) == \
+        ("pool", 32, 8, 15, 10)
     assert reptile.test_inner_batch == (5 if shot == 1 else 15)
     protonet = _config("protonet", preset, suite_id)
     if preset == "paper":   # Snell et al. section 3.2

@@ -1,5 +1,5 @@
 """Reptile, ANIL, Meta-SGD, finetune and pixel-centroid: oracles computed by hand, and a smoke
-run of each through the engine.  (Their conformance checks run in test_core.py, which
+run of each through the engine.  (Their conformance checks run in test_conformance.py, which
 parametrises over every registered algorithm.)"""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from metabench.algorithms.pixel_centroid import PixelCentroid
 from metabench.algorithms.reptile import Reptile, minibatch_indices, outer_step_size
 from metabench.engine.cell import CellRunner
 from metabench.errors import ConfigError
-from metabench.nn.functional import adam_step, adapt, forward, params_of
+from metabench.nn.functional import adam_step, forward, params_of
 from metabench.nn.layers import MLP
 from metabench.results.writer import read_table
 from metabench.spec import Cell, Loop, loop_for
@@ -268,23 +268,3 @@ def test_smoke_cell_through_the_engine(algorithm, suite_id, tmp_path, shared_dat
     assert sorted(values.task_id) == list(range(10)) and values.value.notna().all()
     expected_steps = 0 if algorithm == "pixel-centroid" else 6
     assert runs.iloc[0]["meta_steps"] == expected_steps and runs.iloc[0]["family"] == ALGORITHMS.get(algorithm).family
-
-
-@pytest.mark.parametrize("preset", ["quick", "paper"])
-def test_the_maml_family_and_reptile_take_the_papers_miniimagenet_settings(preset):
-    """Issue 20 section 4: the miniImageNet cells use the papers' miniImageNet values, not the
-    Omniglot ones (MAML appendix A.1; the Reptile README commands and MiniImageNetModel)."""
-    for sid, meta_batch in (("miniimagenet-5w1s", 4), ("miniimagenet-5w5s", 2)):
-        s = make_suite(sid)
-        for name in ("maml", "fomaml", "anil"):
-            c = ALGORITHMS.get(name).preset_config(preset, s)
-            assert (c.inner_lr, c.inner_steps, c.test_inner_steps, c.meta_batch_size, c.arch, c.hidden) == \
-                (0.01, 5, 10, meta_batch, "pool", 32), (name, sid)
-            assert c.n_query == (15 if preset == "paper" else 1)   # quick: one query per class (compute)
-        r = Reptile.preset_config(preset, s)
-        assert (r.inner_steps, r.train_shot, r.inner_batch, r.arch, r.hidden) == (8, 15, 10, "pool", 32)
-        assert r.test_inner_batch == (5 if sid.endswith("1s") else 15)
-    proto = ALGORITHMS.get("protonet")
-    if preset == "paper":   # Snell et al. section 3.2: 30-way (1-shot) / 20-way (5-shot), 15 queries
-        assert [(c.train_way, c.n_query) for c in (proto.preset_config(preset, make_suite(f"miniimagenet-5w{k}s"))
-                                                   for k in (1, 5))] == [(30, 15), (20, 15)]

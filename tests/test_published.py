@@ -148,6 +148,34 @@ def test_protocol_mismatches_names_the_fields():
     assert protocol_mismatches(mn, {"preset": "paper", "backbone": "resnet12", "model": "fce"}) == ["backbone"]
 
 
+#: Published rows a plain `paper` run is not, with the overrides that make it so: matchingnet's
+#: `paper` preset is the FCE model, and Vinyals et al. report Omniglot (and a miniImageNet ablation)
+#: without FCE (see metabench/algorithms/matchingnet.py).
+PAPER_VARIANTS = {("matchingnet", "no-fce"): {"fce": False}}
+#: Other models than ours, which no run matches (tested below): RFS's ResNet-12, Ravi & Larochelle's
+#: fine-tuning.
+OTHER_MODELS = {("rfs", "resnet12"), ("finetune", "conv4")}
+
+
+def test_every_published_protocol_is_a_paper_preset():
+    """Each published row of a registered algorithm is the protocol its `paper` preset records
+    (way, shot and queries of training episodes, test-time steps, backbone, model), so a paper run
+    shows the published number beside it; a paper preset that drifts from its paper fails here."""
+    from metabench.algorithms import ALGORITHMS
+
+    checked = 0
+    for row in published_for().to_dict("records"):
+        key = (row["algorithm"], row["backbone"])
+        if row["algorithm"] not in ALGORITHMS or key in OTHER_MODELS:
+            continue
+        overrides = PAPER_VARIANTS.get((row["algorithm"], row["model"]), {})
+        run = json.loads(_recorded(row["algorithm"], row["suite"], "paper", **overrides))["protocol"]
+        assert protocol_mismatches(row, {"preset": "paper", **run}) == [], (row["suite"], row["algorithm"],
+                                                                             row["variant"], run)
+        checked += 1
+    assert checked >= 45
+
+
 def test_resnet_rows_match_no_conv4_run():
     rfs = published_for("miniimagenet-5w1s").query("algorithm == 'rfs'")
     assert len(rfs) == 1 and rfs["value"].iloc[0] == pytest.approx(0.6202) and rfs["backbone"].iloc[0] == "resnet12"
