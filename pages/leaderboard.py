@@ -22,8 +22,10 @@ st.caption(
 )
 tables.leaderboard_table(board)
 for entry, note in zip(charts.entry_labels(board), board["note"].fillna(""), strict=True):
-    if note:   # another set of fixed test tasks than the best entry's: shown, but not compared
-        st.warning(f"**{entry}** is {note}.", icon=":material/link_off:")
+    # another set of fixed test tasks than the best entry's (shown, not compared), and/or test
+    # tasks left out of the mean because adaptation diverged on them
+    if note:
+        st.warning(f"**{entry}**: {note}.", icon=":material/link_off:" if note.startswith("not paired") else None)
 tables.altair_chart(charts.leaderboard_chart(board), width="content")
 st.caption(
     "The chart: each entry's mean as a point and its 95% CI as a line, on an axis fitted to the values "
