@@ -2,13 +2,17 @@
 
 Starts the server on 127.0.0.1 (a free port) over the fixture results folder, visits every page,
 reads the leaderboard's numbers from the page, downloads the CSV export through the browser and
-checks its bytes, and saves a screenshot per page (the folder is printed; run with -s to see it).
+checks its bytes, and saves a screenshot per page. A second server shows what a new user first
+sees (an empty results folder and the shipped reference set): every page, and each tier-1 suite's
+leaderboard with every shipped entry marked 'reference'. Screenshots go to $METABENCH_SCREENSHOTS
+when set, else a temp folder (printed; run with -s to see it).
 Skips when playwright or /usr/bin/chromium is missing (CI installs both: see .ci/run). Never run
 `playwright install`: it downloads a browser, which fails here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -22,13 +26,16 @@ import pandas as pd
 import pytest
 
 from metabench.dashboard import widgets
+from metabench.reference import REFERENCE_VAR, manifest, reference_dir
 from metabench.results import ResultsDB, write_fixture_results
 
-# Marked slow (45-85 s wall on the shared 2-core machine under load, the launch test and its smoke
-# job of ~10 s included): .ci/run runs it explicitly after the default suite. Locally: python -m pytest -m slow tests/test_browser.py -s
+# Marked slow (1.5-3.5 min wall on the shared 2-core machine under load: the launch tests and their
+# smoke jobs, and about a minute for the pages over the shipped reference set): .ci/run runs it explicitly after the default suite. Locally: python -m pytest -m slow tests/test_browser.py -s
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A folder to keep the screenshots in (e.g. to look at them, or for CI's artifacts).
+SHOTS_VAR = "METABENCH_SCREENSHOTS"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -44,11 +51,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = write_fixture_results(tmp_path_factory.mktemp("results"))
+@contextlib.contextmanager
+def _serve(folder: Path, tmp_path_factory, reference: bool = False):
+    """`streamlit run app.py` over ``folder`` while the context lasts; gives its URL.
+    ``reference``: as a new user sees it, the shipped reference set beside the folder (the
+    tests' METABENCH_REFERENCE=off removed from the server's environment)."""
     port = _free_port()
     env = {**os.environ, widgets.ENV_VAR: str(folder), "PYTHONPATH": str(ROOT)}
+    if reference:
+        env.pop(REFERENCE_VAR, None)
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]  # fmt: skip
@@ -68,7 +79,7 @@ def server(tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not become healthy; log:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
-        yield url, folder
+        yield url
     finally:
         proc.terminate()
         try:
@@ -78,17 +89,51 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(tmp_path_factory):
+    """The dashboard over the fixture results folder alone."""
+    folder = write_fixture_results(tmp_path_factory.mktemp("results"))
+    with _serve(folder, tmp_path_factory) as url:
+        yield url, folder
+
+
+@pytest.fixture(scope="module")
+def reference_server(tmp_path_factory):
+    """The dashboard as a new user first sees it: an empty results folder and the shipped
+    reference set (issue 21)."""
+    folder = tmp_path_factory.mktemp("empty-results")
+    with _serve(folder, tmp_path_factory, reference=True) as url:
+        yield url, folder
+
+
+@pytest.fixture(scope="module")
+def browser():
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 2200}, accept_downloads=True)
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+def _new_page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 2200}, accept_downloads=True)
+    return context.new_page()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    return _new_page(browser)
+
+
+@pytest.fixture(scope="module")
+def reference_page(reference_server, browser):
+    return _new_page(browser)
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("browser-screenshots")
+    """Where the screenshots go: $METABENCH_SCREENSHOTS when set (kept), else a temp folder."""
+    kept = os.environ.get(SHOTS_VAR)
+    folder = Path(kept) if kept else tmp_path_factory.mktemp("browser-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"\nbrowser screenshots: {folder}")
     return folder
 
@@ -240,3 +285,42 @@ def test_launch_a_sweep_from_the_form(server, page, shots, tmp_path_factory):
     row = _leaderboard_cells(page)
     page.screenshot(path=str(shots / "launch-sweep-leaderboard.png"), full_page=True)
     assert "maml[inner_steps=2]" in row and "maml" in row, row
+
+
+# -- as a new user first sees it: an empty results folder, the shipped reference set (issue 21) --
+
+
+# every page but the leaderboard, which the next test opens once per tier-1 suite
+@pytest.mark.parametrize(("path", "text"), [*(p for p in PAGES if p[0] != "leaderboard"), ("launch", "Jobs")])
+def test_every_page_over_the_shipped_reference_set(reference_server, reference_page, shots, path, text):
+    url, _ = reference_server
+    _open(reference_page, f"{url}/{path}", text)
+    assert reference_page.locator("[data-testid=stException]").count() == 0, f"/{path} shows an exception"
+    assert reference_page.get_by_text("No results yet", exact=False).count() == 0, f"/{path} shows nothing"
+    if path == "":   # Home: a link to each suite's leaderboard, and to every page
+        main = reference_page.locator("[data-testid=stMain]")
+        for name in (*manifest.TIER1_SUITES, "Across suites"):
+            playwright.expect(main.get_by_role("link", name=name)).to_have_count(1, timeout=30_000)
+    reference_page.screenshot(path=str(shots / f"reference-{path or 'home'}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("suite", manifest.TIER1_SUITES)
+def test_each_tier1_leaderboard_shows_the_reference_entries(reference_server, reference_page, shots, suite):
+    """Every entry the shipped set holds for the suite is a row marked 'reference', and every
+    tier-1 cell the manifest calls finished is among them."""
+    url, folder = reference_server
+    expected = ResultsDB(folder, reference=reference_dir()).leaderboard(suite)
+    assert set(expected["source"]) == {"reference"}
+    finished = {c["algorithm"] for c in manifest.read_manifest().values()
+                if (c["tier"], c["suite"], c["state"]) == (1, suite, "finished")}  # fmt: skip
+    assert finished and finished <= set(expected["algorithm"]), finished - set(expected["algorithm"])
+    _open(reference_page, f"{url}/leaderboard?suite={suite}", "Mean and 95% CI are over")
+    assert reference_page.get_by_text(f"Suite {suite} version", exact=False).count() == 1
+    cells = reference_page.locator("[data-testid=stDataFrame]").first.locator("td")
+    cells.first.wait_for(state="attached", timeout=30_000)
+    texts = [c.strip() for c in cells.all_text_contents()]
+    assert texts.count("reference") == len(expected), texts
+    for entry in expected["entry"]:
+        assert entry in texts, f"{entry!r} not in the {suite} leaderboard: {texts}"
+    reference_page.mouse.move(0, 0)
+    reference_page.screenshot(path=str(shots / f"reference-leaderboard-{suite}.png"), full_page=True)
