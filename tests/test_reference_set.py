@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from metabench.reference import reference_dir
@@ -62,7 +64,7 @@ def test_the_standalone_fingerprint_equals_what_the_engine_records(smoke, run_id
     assert standalone_fingerprint(row) == row["tasks_fingerprint"]
 
 
-def test_add_ships_tables_only_backfills_the_fingerprint_and_refuses_with_a_sentence(smoke, tmp_path):
+def test_add_ships_tables_only_merges_curves_backfills_the_fingerprint_and_refuses_with_a_sentence(smoke, tmp_path):
     src, dest = tmp_path / "src", tmp_path / "ref"
     shutil.copytree(smoke, src)
     ok, legacy, diverged, stale, running = (f"{s}--smoke--seed0" for s in (
@@ -97,7 +99,12 @@ def test_add_ships_tables_only_backfills_the_fingerprint_and_refuses_with_a_sent
     assert not list(dest.rglob("checkpoints")) and not list(dest.rglob("*.json"))
     assert verify_results(dest).ok
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before   # the source is only read
-    assert [o.action for o in add_runs(src, [ok], dest=dest, allow_smoke=True)] == ["unchanged"]
+    # the run's curve parts ship as one file, named after the last part, with the parts' rows
+    parts = sorted((src / legacy).glob("curves-*.parquet"))
+    assert len(parts) > 1 and [p.name for p in (dest / legacy).glob("curves-*.parquet")] == [parts[-1].name]
+    pd.testing.assert_frame_equal(read_table(dest / legacy / parts[-1].name, "curves"),
+                                  pd.concat([read_table(p, "curves") for p in parts], ignore_index=True))
+    assert [o.action for o in add_runs(src, [ok, legacy], dest=dest, allow_smoke=True)] == ["unchanged"] * 2
 
 
 def test_the_readme_table_is_generated_from_the_shipped_set():
@@ -146,3 +153,43 @@ def test_the_shipped_fingerprints_match_on_this_machine(shared_data):
     assert rows, "the shipped set is empty"
     for row in rows:
         assert row["tasks_fingerprint"] == standalone_fingerprint(row, shared_data, cache=cache), row["run_id"]
+
+
+def test_a_smoke_run_shows_as_yours_beside_the_shipped_rows_and_pairs_only_on_the_same_tasks(shared_data, tmp_path):
+    """Issue 21: the README's first run (protonet, omniglot-5w1s, smoke) in a new results folder is
+    a 'yours' row beside every shipped row, but not paired with them: a smoke run tests fewer fixed
+    tasks, so its fingerprint differs. A run of the shipped tasks (same fingerprint) is paired."""
+    from metabench.engine.cell import CellRunner
+    from metabench.results import ResultsDB
+    from metabench.spec import Cell
+
+    suite, shipped_id = "omniglot-5w1s", "omniglot-5w1s--protonet--quick--seed0"
+    mine = tmp_path / "smoke"
+    cell = Cell(suite, "protonet", 0, "smoke", "cpu")
+    assert CellRunner(cell, mine, shared_data, allow_download=False).run() == "finished"
+    shipped = ResultsDB(tmp_path / "empty", reference=reference_dir()).leaderboard(suite)
+    board = ResultsDB(mine, reference=reference_dir()).leaderboard(suite)
+    assert board["source"].value_counts().to_dict() == {"reference": len(shipped), "yours": 1}
+    ref = board[board["source"] == "reference"].drop(columns=["rank"]).reset_index(drop=True)
+    assert ref["entry"].tolist() == shipped["entry"].tolist()   # the shipped rows, untouched by yours
+    row = board[board["source"] == "yours"].iloc[0]
+    best = board.iloc[0]
+    assert (row["algorithm"], row["preset"], best["source"]) == ("protonet", "smoke", "reference")
+    assert row["n_tasks"] < best["n_tasks"] and row["tasks_fingerprint"] != best["tasks_fingerprint"]
+    assert row["vs_best"] == "unpaired" and pd.isna(row["p_vs_best"]) and pd.isna(row["prob_improvement"])
+    assert row["note"].startswith("not paired with the best entry: different fixed test tasks")
+    # The same tasks as the shipped protonet run (its tables under another run id, every other
+    # task's value lower): paired with it, by a test on those tasks.
+    same = tmp_path / "same-tasks"
+    run_id = f"{shipped_id}-mine"
+    (same / run_id).mkdir(parents=True)
+    for path in (reference_dir() / shipped_id).glob("*.parquet"):
+        table = "curves" if path.name.startswith("curves-") else path.stem
+        df = read_table(path, table).assign(run_id=run_id)
+        if table == "tasks":
+            df["value"] = df["value"] - 0.05 * (np.arange(len(df)) % 2)
+        write_table(df.to_dict("records"), same / run_id / path.name, table)
+    board = ResultsDB(same, reference=reference_dir()).leaderboard(suite)
+    row = board[board["source"] == "yours"].iloc[0]
+    assert row["tasks_fingerprint"] == best["tasks_fingerprint"] and row["note"] == ""
+    assert row["vs_best"] == "worse" and row["p_vs_best"] < 0.001 and row["prob_improvement"] < 0.5

@@ -5,8 +5,9 @@ A run is added only when it is *finished* and not a smoke run, every one of its 
 this metabench resolves the same cell to (not *stale*: ``config_differences``), and its fixed
 test tasks' fingerprint equals the one this metabench computes for the suite now. Only its Parquet
 tables are copied (``runs.parquet``, ``curves-*.parquet``, ``tasks.parquet``), never checkpoints,
-progress or log files; the copy is made in a temporary folder and renamed into place, so the
-shipped folder holds a run whole or not at all. The source folder is only read.
+progress or log files, and its curve parts (one per flush during training) become one file; the
+copy is made in a temporary folder and renamed into place, so the shipped folder holds a run whole
+or not at all. The source folder is only read.
 
 Runs recorded before fingerprints existed lack ``tasks_fingerprint``: it is computed standalone
 (``standalone_fingerprint``: the suite prepared on the CPU, the run's number of test tasks, the
@@ -21,6 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+import pandas as pd
 
 from metabench.errors import ConfigError
 from metabench.results.ids import check_run_id
@@ -126,17 +129,30 @@ def _same_files(a: Path, b: Path) -> bool:
     return [p.name for p in fa] == [p.name for p in fb] and all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb))
 
 
+def merge_curves(parts: list[Path], path: Path) -> Path:
+    """Write the rows of a run's curve parts (``curves-<step>.parquet``, one per flush while the
+    run trained, in step order) as one curves file at ``path``: the queries read every
+    ``curves-*.parquet`` of a run alike, so they see the same rows, from one file instead of
+    dozens (the shipped set stays small in files as well as bytes)."""
+    return write_table(pd.concat([read_table(p, "curves") for p in parts], ignore_index=True), path, "curves")
+
+
 def copy_run(run_dir: Path, row: dict[str, Any], dest: Path) -> str:
     """Copy a checked run's shipped tables into ``dest/<run_id>`` (whole or not at all), with
-    ``row`` (its fingerprint backfilled) as its runs.parquet; 'added', 'replaced' or 'unchanged'."""
+    ``row`` (its fingerprint backfilled) as its runs.parquet and its curve parts merged into one
+    file named after the last part; 'added', 'replaced' or 'unchanged'."""
     run_id = row["run_id"]
     check_run_id(run_id)
     target = Path(dest) / run_id
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=dest))
     try:
-        for path in shipped_files(run_dir):
-            if path.name != "runs.parquet":
+        files = shipped_files(run_dir)
+        curves = [p for p in files if p.name.startswith("curves-")]
+        for path in files:
+            if path.name != "runs.parquet" and path not in curves[:-1]:
                 shutil.copyfile(path, tmp / path.name)
+        if len(curves) > 1:
+            merge_curves(curves, tmp / curves[-1].name)
         stored = read_table(run_dir / "runs.parquet", "runs").iloc[0].to_dict()
         if stored.get("tasks_fingerprint") == row["tasks_fingerprint"]:
             shutil.copyfile(run_dir / "runs.parquet", tmp / "runs.parquet")   # byte for byte
