@@ -144,7 +144,6 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             # Narrow columns for short values, so the whole table fits a laptop screen.
             **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
             "Algorithm": st.column_config.TextColumn(
-                width="medium",  # a variant's name, e.g. maml[inner_loss=sum/K]†, whole
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
                 "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together. "
                 "† = transductive (see under the table)."
