@@ -144,6 +144,10 @@ def _open(page, url: str, text: str) -> None:
     page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
     # the script has finished when the status widget stops showing "Running"
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    # and the page is drawn when no element still waits for its code (Streamlit loads page links,
+    # tables and charts lazily and shows a blank stSkeleton box meanwhile: the screenshots caught
+    # Home's page links and overview table as blank boxes)
+    page.wait_for_function("!document.querySelector('[data-testid=stSkeleton]')", timeout=60_000)
 
 
 PAGES = [
