@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml import MAML
-from metabench.algorithms.protonet import logits_from, prototypes
 from metabench.errors import ConfigError
 from metabench.nn.functional import adapt, sgd_step
+from metabench.nn.heads import logits_from, prototypes
 from metabench.registry import Registry
 from metabench.spec import RunSpec, parse_seeds
 from metabench.suites import make_suite

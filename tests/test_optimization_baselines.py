@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from metabench.algorithms import ALGORITHMS
-from metabench.algorithms.anil import ANIL, head_out
+from metabench.algorithms.anil import ANIL
 from metabench.algorithms.finetune import FineTune
 from metabench.algorithms.metasgd import MetaSGD
 from metabench.algorithms.pixel_centroid import PixelCentroid
@@ -18,6 +18,7 @@ from metabench.algorithms.reptile import Reptile, minibatch_indices, outer_step_
 from metabench.engine.cell import CellRunner
 from metabench.errors import ConfigError
 from metabench.nn.functional import adam_step, forward, params_of
+from metabench.nn.heads import head_out
 from metabench.nn.layers import MLP
 from metabench.results.writer import read_table
 from metabench.spec import Cell, Loop, loop_for

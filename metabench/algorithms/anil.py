@@ -34,13 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from metabench.algorithms.maml import MAML, without_inner_loss
-
-Head = dict[str, torch.Tensor]   # "weight": (T, n_out, D), "bias": (T, n_out)
-
-
-def head_out(z: torch.Tensor, head: Head) -> torch.Tensor:
-    """Per-task linear heads: z (T, N, D) -> (T, N, n_out)."""
-    return torch.baddbmm(head["bias"][:, None, :], z, head["weight"].transpose(1, 2))
+from metabench.nn.heads import Head, head_out
 
 
 class ANIL(MAML):

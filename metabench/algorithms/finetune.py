@@ -46,11 +46,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.anil import Head, head_out
 from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.algorithms.pretrain import (build_classifier, classification_request, fits_classes, supervised_step,
                                            without_episodes)
 from metabench.errors import ConfigError
+from metabench.nn.backbones import backbone_label
+from metabench.nn.heads import Head, head_out
 from metabench.nn.layers import MLP
 
 
@@ -143,8 +144,7 @@ class FineTune(Algorithm):
         return dict(self.model.named_parameters())
 
     def backbone(self) -> str:
-        c = self.config
-        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+        return backbone_label(self.kind, self.config.arch, self.config.hidden)
 
     def recorded_protocol(self) -> dict:
         return without_episodes(super().recorded_protocol())

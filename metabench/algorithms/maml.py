@@ -69,8 +69,9 @@ from torch.func import grad, vmap
 
 from metabench.algorithms.base import Algorithm, TrainRequest, classification_metrics, seeded_init
 from metabench.errors import ConfigError
+from metabench.nn.backbones import backbone_label, network_for
 from metabench.nn.functional import Params, adapt, forward, params_of
-from metabench.nn.layers import MLP, Conv4, set_primitive_norm
+from metabench.nn.layers import set_primitive_norm
 
 
 INNER_LOSSES = ("mean", "sum/K")
@@ -121,16 +122,6 @@ class Config:
             raise ConfigError("inner_lr and outer_lr must be positive")
 
 
-
-
-def build_model(suite, hidden: int, arch: str, seed: int):
-    """The MAML family's network for `suite` and its loss: a Conv-4 with `n_way` outputs (images)
-    or a 1-hidden-hidden-1 ReLU MLP (regression)."""
-    if suite.kind == "classification":
-        channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
-        return (seeded_init(seed, lambda: Conv4(channels, hidden, suite.n_way, image_size=size, arch=arch)),
-                F.cross_entropy)
-    return seeded_init(seed, lambda: MLP((1, hidden, hidden, 1))), F.mse_loss
 
 
 def inner_loss_fn(loss_fn, reduction: str, n_way: int | None):
@@ -223,7 +214,7 @@ class MAML(Algorithm):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
         self.batching = config.batching   # 'auto' is resolved on the first meta-batch
-        self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
+        self.model, self.loss_fn = seeded_init(seed, lambda: network_for(suite, config.hidden, config.arch))
         self.support_loss = inner_loss_fn(self.loss_fn, config.inner_loss,
                                         suite.n_way if suite.kind == "classification" else None)
         self.model.to(self.device)
@@ -247,8 +238,7 @@ class MAML(Algorithm):
         return params_of(self.model)
 
     def backbone(self) -> str:
-        c = self.config
-        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+        return backbone_label(self.kind, self.config.arch, self.config.hidden)
 
     def meta_train_step(self, batch) -> dict[str, float]:
         if self.batching == "auto":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from metabench.algorithms.base import Algorithm, TrainRequest, classification_metrics
-from metabench.algorithms.protonet import logits_from, prototypes
+from metabench.nn.heads import logits_from, prototypes
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from metabench.algorithms.base import (Algorithm, TrainRequest, classification_metrics, embed_episodes,
                                       load_states, seeded_init, states_of, train_on_episodes)
 from metabench.errors import ConfigError
+from metabench.nn.heads import logits_from, prototypes
 from metabench.nn.layers import Conv4
 
 
@@ -65,19 +65,6 @@ class Config:
             raise ConfigError("n_query, hidden and lr_halve_every must be at least 1")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-
-
-def prototypes(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Class means of support embeddings: (n_support, D), (n_support,) -> (n_way, D)."""
-    sums = torch.zeros(n_way, z_support.shape[-1], dtype=z_support.dtype, device=z_support.device)
-    sums.index_add_(0, y_support, z_support)
-    counts = torch.bincount(y_support, minlength=n_way).to(z_support.dtype)
-    return sums / counts[:, None]
-
-
-def logits_from(z_query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """Negative squared Euclidean distances: (n_query, D), (n_way, D) -> (n_query, n_way)."""
-    return -(z_query[:, None, :] - protos[None, :, :]).pow(2).sum(-1)
 
 
 class ProtoNet(Algorithm):

@@ -68,9 +68,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import Algorithm, TrainRequest
-from metabench.algorithms.maml import build_model
+from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
+from metabench.nn.backbones import backbone_label, network_for
 from metabench.nn.functional import Params, adam_step, forward, params_of
 
 
@@ -185,7 +185,7 @@ class Reptile(Algorithm):
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         self.kind = suite.kind
-        self.model, self.loss_fn = build_model(suite, config.hidden, config.arch, seed)
+        self.model, self.loss_fn = seeded_init(seed, lambda: network_for(suite, config.hidden, config.arch))
         self.model.to(self.device)
         self.model.requires_grad_(False)   # only ever updated by hand (the interpolation)
         self.step = 0                       # meta-iterations done (for the annealing)
@@ -212,8 +212,7 @@ class Reptile(Algorithm):
         return params_of(self.model)
 
     def backbone(self) -> str:
-        c = self.config
-        return f"conv4-{c.arch}-{c.hidden}" if self.kind == "classification" else f"mlp-{c.hidden}x2"
+        return backbone_label(self.kind, self.config.arch, self.config.hidden)
 
     def recorded_protocol(self):
         # a training task is `train_shot` examples per class, all of them trained on (no query split)
