@@ -63,7 +63,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from metabench.algorithms.base import Algorithm, TrainRequest
 from metabench.errors import ConfigError
@@ -72,6 +71,7 @@ from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import discounted_returns
 from metabench.rl.rollout import episode_returns, per_task
 from metabench.rl.trpo import surrogate_loss, trpo_step
+from metabench.seeding import stream
 
 Params = dict[str, torch.Tensor]
 
@@ -221,7 +221,7 @@ class MAMLRL(Algorithm):
             self.theta["log_std"] = torch.full((self.space.dim,), float(config.init_log_std), device=self.device,
                                                requires_grad=True)
         self.opt = torch.optim.Adam(self.theta.values(), lr=config.outer_lr) if config.outer == "ppo" else None
-        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 2)
+        self.gen = torch.Generator(self.device).manual_seed(stream(seed, 2))
 
     # --- contract -----------------------------------------------------------------------------
     def train_request(self) -> TrainRequest:

@@ -79,6 +79,7 @@ import torch.nn.functional as F
 
 from metabench.algorithms.base import IMAGE_SUITES, Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
+from metabench.seeding import stream, task_stream
 
 INSTANCES = (1, 2, 3, 4, 5, 10)
 
@@ -295,7 +296,7 @@ class MANN(Algorithm):
             in_dim, out_dim = 2, 1
         self.core = seeded_init(seed, lambda: MANNCore(in_dim, out_dim, config)).to(self.device)
         self.opt = torch.optim.Adam(self.core.parameters(), lr=config.lr)
-        self.gen = torch.Generator().manual_seed(seed * 7919 + 1)   # training-sequence shuffles
+        self.gen = torch.Generator().manual_seed(stream(seed, 1))   # training-sequence shuffles
 
     def train_request(self) -> TrainRequest:
         c = self.config
@@ -361,7 +362,7 @@ class MANN(Algorithm):
 
     def _eval_gens(self, batch) -> list[torch.Generator]:
         ids = batch.task_ids or list(range(batch.n_tasks))
-        return [torch.Generator().manual_seed(1_000_003 * (int(i) + 1) + 12345) for i in ids]
+        return [torch.Generator().manual_seed(task_stream(int(i) + 1, 12345)) for i in ids]
 
     def _evaluate_classification(self, batch) -> dict[str, torch.Tensor]:
         T, n_way, P = batch.n_tasks, batch.n_way, batch.support_x.shape[2] * self.config.image_size ** 2

@@ -35,6 +35,7 @@ from metabench.algorithms import maml
 from metabench.algorithms.maml import MAML, without_inner_loss
 from metabench.errors import ConfigError
 from metabench.nn.functional import params_of
+from metabench.seeding import stream
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class MetaSGD(MAML):
 
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
-        g = torch.Generator().manual_seed(seed * 104_729 + 3)
+        g = torch.Generator().manual_seed(stream(seed, 3, stride=104_729))
         lo, hi = config.alpha_init
         self.alpha = {n: (lo + (hi - lo) * torch.rand(p.shape, generator=g)).to(self.device).requires_grad_(True)
                       for n, p in params_of(self.model).items()}

@@ -85,6 +85,7 @@ from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
 from metabench.rl.rollout import RecurrentAgent, episode_returns, one_hot_action, per_task, run_trials
+from metabench.seeding import stream
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ class MQL(Algorithm):
             raise ConfigError(f"mql: {suite.id} is {suite.kind} but its action space is "
                               f"{'discrete' if self.space.discrete else 'continuous'}")
         self._build(config, seed)
-        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 3)
+        self.gen = torch.Generator(self.device).manual_seed(stream(seed, 3))
         # Ring buffer of whole trials: inputs x_t (what the GRU reads before acting at t), actions,
         # rewards; x_{t+1} is the next row (the row after the trial's last step is the closing input).
         n, C = self.trial_length, config.buffer_trials

@@ -72,6 +72,7 @@ from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.nn.backbones import backbone_label, network_for
 from metabench.nn.functional import Params, adam_step, forward, params_of
+from metabench.seeding import stream, task_stream
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class Reptile(Algorithm):
         self.adam_t = 0
         self.adam_m = {n: torch.zeros_like(p) for n, p in params_of(self.model).items()}
         self.adam_v = {n: torch.zeros_like(p) for n, p in params_of(self.model).items()}
-        self.gen = torch.Generator().manual_seed(seed * 7919 + 1)
+        self.gen = torch.Generator().manual_seed(stream(seed, 1))
 
     # --- contract -----------------------------------------------------------------------------
     def train_request(self) -> TrainRequest:
@@ -247,7 +248,7 @@ class Reptile(Algorithm):
         # order from each task's own generator), so the extra steps change no other number
         total = self.eval_steps()
         ids = batch.task_ids or list(range(T))
-        gens = [torch.Generator().manual_seed(1_000_003 * int(i) + 17) for i in ids]   # per task, not per run
+        gens = [torch.Generator().manual_seed(task_stream(int(i), 17)) for i in ids]   # per task, not per run
         n_support = batch.support_x.shape[1]
         idx = minibatch_indices(n_support, max(total, 1), min(c.test_inner_batch, n_support), gens)
         theta = {n: p.detach() for n, p in params_of(self.model).items()}

@@ -91,6 +91,7 @@ from metabench.rl.envs import BanditEnv
 from metabench.rl.ppo import ppo_clip_loss
 from metabench.rl.returns import gae
 from metabench.rl.rollout import RecurrentAgent, episode_returns, one_hot_action, per_task, run_trials
+from metabench.seeding import stream
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,7 @@ class RL2(Algorithm):
                                                                task_dim=task_dim,
                                                                trial_progress=config.trial_progress)).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
-        self.gen = torch.Generator(self.device).manual_seed(seed * 7919 + 1)
+        self.gen = torch.Generator(self.device).manual_seed(stream(seed, 1))
         self.steps = 0
         # the count bonus needs discrete (state, action) pairs: one-hot MDP states, or a bandit's single state
         self.n_states = probe.n_states or (1 if isinstance(probe, BanditEnv) else None)
