@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -140,7 +140,7 @@ class Algorithm:
         only to runs whose recorded protocol matches the paper's (issue 22). Subclasses whose
         training tasks are not plain support/query episodes override the training fields."""
         way = shot = query = None
-        if getattr(self, "needs_training", True) and self.suite.kind in ("classification", "regression"):
+        if self.needs_training and self.suite.kind in ("classification", "regression"):
             req = self.train_request()
             if self.suite.kind == "classification":
                 way = req.n_way or self.suite.n_way
@@ -220,6 +220,63 @@ def make_config(config_cls: type, values: dict[str, Any], where: str):
     if hasattr(cfg, "validate"):
         cfg.validate()
     return cfg
+
+
+class BoundedConfig:
+    """Base of a frozen Config dataclass: `BOUNDS` declares the allowed values of its fields once
+    (see `check_bounds`) and `validate()` checks them.  A Config with rules that tie fields
+    together overrides `validate`, calling `super().validate()` first.  `WHO`, when set, starts
+    every message ('rl2: lr must be positive, got 0.0')."""
+
+    BOUNDS: ClassVar[dict[str, str | tuple[Any, ...]]] = {}
+    WHO: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        check_bounds(self, self.BOUNDS, self.WHO)
+
+
+_NUMBER = r"(-?[0-9.]+(?:e-?[0-9]+)?)"
+_COMPARISON = re.compile(rf"(>=|>|<=|<) *{_NUMBER}")
+_INTERVAL = re.compile(rf"([\[(]) *{_NUMBER}, *{_NUMBER} *([\])])")
+_SAYS = {">=": "be at least {}", ">": "be above {}", "<=": "be at most {}", "<": "be below {}"}
+_HOLDS = {">=": lambda v, x: v >= x, ">": lambda v, x: v > x, "<=": lambda v, x: v <= x, "<": lambda v, x: v < x}
+
+
+def parse_bound(rule: str) -> tuple[Callable[[Any], bool], str]:
+    """A rule of `BOUNDS` -> (does a value hold it, what the message says the value must do):
+    '>= 1' -> 'be at least 1', '> 0' -> 'be positive', '<= 20' -> 'be at most 20', an interval
+    '[0, 1)' -> 'lie in [0, 1)'.  A rule may end in ' (why)', which the message keeps."""
+    text, _, why = rule.partition(" (")
+    why = f" ({why}" if why else ""
+    if m := _COMPARISON.fullmatch(text):
+        op, x = m[1], float(m[2])
+        says = "be positive" if (op, x) == (">", 0) else _SAYS[op].format(m[2])
+        return (lambda v: _HOLDS[op](v, x)), says + why
+    if m := _INTERVAL.fullmatch(text):
+        above, below = _HOLDS[">=" if m[1] == "[" else ">"], _HOLDS["<=" if m[4] == "]" else "<"]
+        lo, hi = float(m[2]), float(m[3])
+        return (lambda v: above(v, lo) and below(v, hi)), f"lie in {text}{why}"
+    raise ValueError(f"not a bound: {rule!r} (expected e.g. '>= 1', '> 0' or '[0, 1)')")
+
+
+def check_bounds(config: Any, bounds: dict[str, str | tuple[Any, ...]], who: str = "") -> None:
+    """ConfigError naming the first field of `config` outside its bound, the bound and the value.
+
+    `bounds`: field -> the tuple of its allowed values ('batching must be one of auto, loop, vmap,
+    got 'x''), or a rule of `parse_bound` ('inner_steps must be at least 1, got 0').  None passes
+    a rule (fields whose None means 'the suite's'); a tuple value must hold it in every entry."""
+    start = f"{who}: " if who else ""
+    for name, rule in bounds.items():
+        value = getattr(config, name)
+        if isinstance(rule, tuple):
+            if value not in rule:
+                raise ConfigError(f"{start}{name} must be one of {', '.join(map(str, rule))}, got {value!r}")
+            continue
+        holds, says = parse_bound(rule)
+        entries = value if isinstance(value, (tuple, list)) else (value,)
+        if value is not None and not all(holds(v) for v in entries):
+            subject = f"every entry of {name}" if entries is value else name
+            raise ConfigError(f"{start}{subject} must {says}, got {value}")
 
 
 def seeded_init(seed: int, build):

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest
 from metabench.rl.core import RLTaskBatch, VecEnv, eval_generator
 from metabench.rl.mdp import value_iteration
 from metabench.rl.rollout import episode_returns, per_task, run_trials
@@ -57,14 +57,11 @@ class NoConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class EpsilonConfig:
+class EpsilonConfig(BoundedConfig):
     epsilon: float = 0.1
     """Probability of pulling a uniformly random arm instead of the greedy one."""
 
-    def validate(self):
-        if not 0.0 <= self.epsilon <= 1.0:
-            from metabench.errors import ConfigError
-            raise ConfigError(f"epsilon must lie in [0, 1], got {self.epsilon}")
+    BOUNDS = {"epsilon": "[0, 1]"}
 
 
 @dataclasses.dataclass(frozen=True)

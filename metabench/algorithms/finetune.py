@@ -46,17 +46,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.algorithms.pretrain import (build_classifier, classification_request, fits_classes, supervised_step,
                                            without_episodes)
-from metabench.errors import ConfigError
 from metabench.nn.backbones import backbone_label
 from metabench.nn.heads import Head, head_out
 from metabench.nn.layers import MLP
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     lr: float = 1e-3
     """Adam learning rate of the pre-training."""
     batch_way: int = 64
@@ -78,16 +77,10 @@ class Config:
     hidden: int = 64
     """Conv-4 channels, or width of the MLP's two hidden layers (regression)."""
 
-    def validate(self) -> None:
-        for name in ("batch_way", "batch_tasks", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.per_class < 2:
-            raise ConfigError(f"per_class must be at least 2, got {self.per_class}")
-        if self.head_steps < 0 or self.head_weight_decay < 0 or not 0 <= self.head_momentum < 1:
-            raise ConfigError("head_steps and head_weight_decay must be >= 0 and head_momentum in [0, 1)")
-        if self.lr <= 0 or self.head_lr <= 0:
-            raise ConfigError("lr and head_lr must be positive")
+    BOUNDS = {**dict.fromkeys(("batch_way", "batch_tasks", "hidden"), ">= 1"),
+              "per_class": ">= 2 (one support and one query image per class)",
+              "head_steps": ">= 0", "head_weight_decay": ">= 0", "head_momentum": "[0, 1)",
+              "lr": "> 0", "head_lr": "> 0"}
 
 
 class FineTune(Algorithm):

@@ -67,8 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import Algorithm, TrainRequest, classification_metrics, seeded_init
-from metabench.errors import ConfigError
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, classification_metrics, seeded_init
 from metabench.nn.backbones import backbone_label, network_for
 from metabench.nn.functional import Params, adapt, forward, params_of
 from metabench.nn.layers import set_primitive_norm
@@ -78,7 +77,7 @@ INNER_LOSSES = ("mean", "sum/K")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     inner_lr: float = 0.4
     """alpha: step size of the inner SGD steps."""
     inner_steps: int = 1
@@ -108,20 +107,9 @@ class Config:
     divided by the shots per class, as the authors' TensorFlow code did: on N-way
     classification a step N times larger; on regression the same as the mean)."""
 
-    def validate(self) -> None:
-        if self.batching not in ("auto", "loop", "vmap"):
-            raise ConfigError(f"batching must be auto, loop or vmap, got {self.batching!r}")
-        if self.inner_loss not in INNER_LOSSES:
-            raise ConfigError(f"inner_loss must be one of {', '.join(INNER_LOSSES)}, got {self.inner_loss!r}")
-        for name in ("inner_steps", "meta_batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.test_inner_steps < 0 or self.vmap_chunk < 0:
-            raise ConfigError("test_inner_steps and vmap_chunk must be >= 0")
-        if self.inner_lr <= 0 or self.outer_lr <= 0:
-            raise ConfigError("inner_lr and outer_lr must be positive")
-
-
+    BOUNDS = {**dict.fromkeys(("inner_steps", "meta_batch_size", "hidden"), ">= 1"),
+              **dict.fromkeys(("test_inner_steps", "vmap_chunk"), ">= 0"),
+              "inner_lr": "> 0", "outer_lr": "> 0", "batching": ("auto", "loop", "vmap"), "inner_loss": INNER_LOSSES}
 
 
 def inner_loss_fn(loss_fn, reduction: str, n_way: int | None):

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metabench.algorithms.base import Algorithm, TrainRequest
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.ppo import ppo_clip_loss
@@ -77,7 +77,7 @@ Params = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     hidden: int = 100
     """Width of each hidden layer of the policy MLP."""
     layers: int = 2
@@ -125,16 +125,11 @@ class Config:
     init_log_std: float = 0.0
     """Gaussian policies: initial log-std, in units of the action bound."""
 
-    def validate(self) -> None:
-        if self.outer not in ("trpo", "ppo"):
-            raise ConfigError(f"maml-rl: outer must be 'trpo' or 'ppo', got {self.outer!r}")
-        if self.activation not in ("relu", "tanh"):
-            raise ConfigError(f"maml-rl: activation must be 'relu' or 'tanh', got {self.activation!r}")
-        for name in ("hidden", "layers", "inner_steps", "meta_batch_size", "n_envs_per_task", "cg_iters"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"maml-rl: {name} must be at least 1, got {getattr(self, name)}")
-        if self.adapt_every < 0 or self.inner_lr <= 0 or self.max_kl <= 0:
-            raise ConfigError("maml-rl: adapt_every must be >= 0, inner_lr and max_kl positive")
+    WHO = "maml-rl"
+    BOUNDS = {**dict.fromkeys(("hidden", "layers", "inner_steps", "meta_batch_size", "n_envs_per_task", "cg_iters"),
+                              ">= 1"),
+              "adapt_every": ">= 0", "inner_lr": "> 0", "max_kl": "> 0", "outer": ("trpo", "ppo"),
+              "activation": ("relu", "tanh")}
 
 
 # --- pure helpers -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import IMAGE_SUITES, Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import IMAGE_SUITES, Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.seeding import stream, task_stream
 
@@ -85,7 +85,7 @@ INSTANCES = (1, 2, 3, 4, 5, 10)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     controller_size: int = 200
     """LSTM controller units (the paper: 200)."""
     memory_slots: int = 128
@@ -116,19 +116,14 @@ class Config:
     n_query: int = 10
     """Regression: query points per training task."""
 
+    BOUNDS = {**dict.fromkeys(("controller_size", "memory_slots", "memory_width", "read_heads", "image_size",
+                               "meta_batch_size", "eval_seq_per_class", "n_query"), ">= 1"),
+              "seq_per_class": "[1, 20] (Omniglot has 20 drawers)", "gamma": "[0, 1]", "lr": "> 0", "grad_clip": "> 0"}
+
     def validate(self) -> None:
-        for name in ("controller_size", "memory_slots", "memory_width", "read_heads", "image_size",
-                     "meta_batch_size", "seq_per_class", "eval_seq_per_class", "n_query"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        super().validate()
         if self.read_heads >= self.memory_slots:
             raise ConfigError(f"read_heads ({self.read_heads}) must be below memory_slots ({self.memory_slots})")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        if self.seq_per_class > 20:
-            raise ConfigError(f"seq_per_class must be at most 20 (Omniglot has 20 drawers), got {self.seq_per_class}")
-        if self.lr <= 0 or self.grad_clip <= 0:
-            raise ConfigError("lr and grad_clip must be positive")
 
 
 # --- LRUA memory: small pure functions over (B, ...) tensors -------------------------------------

@@ -56,14 +56,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, TrainRequest, embed_episodes, load_states, seeded_init,
-                                      states_of, train_on_episodes)
-from metabench.errors import ConfigError
+from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, BoundedConfig, TrainRequest, embed_episodes, load_states,
+                                      seeded_init, states_of, train_on_episodes)
 from metabench.nn.layers import Conv4
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     train_way: int | None = None
     """Classes per training episode; None = the suite's way."""
     train_shot: int | None = None
@@ -84,13 +83,8 @@ class Config:
     """The attention is softmax(cosine_scale * cos); 1 is the paper's. Cosines of the non-negative
     Conv-4 features lie in [0, 1], so at 1 the softmax stays nearly flat (see `quick`)."""
 
-    def validate(self) -> None:
-        if self.train_way is not None and self.train_way < 2:
-            raise ConfigError(f"train_way must be at least 2, got {self.train_way}")
-        if min(self.n_query, self.hidden, self.lr_halve_every, self.fce_steps) < 1:
-            raise ConfigError("n_query, hidden, lr_halve_every and fce_steps must be at least 1")
-        if self.lr <= 0 or self.cosine_scale <= 0:
-            raise ConfigError(f"lr and cosine_scale must be positive, got {self.lr}, {self.cosine_scale}")
+    BOUNDS = {"train_way": ">= 2", **dict.fromkeys(("n_query", "hidden", "lr_halve_every", "fce_steps"), ">= 1"),
+              "lr": "> 0", "cosine_scale": "> 0"}
 
 
 #: Named variants (issue 20 section 4): short name -> the exact entry for `--algorithms`; not the

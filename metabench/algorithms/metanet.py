@@ -70,16 +70,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, TrainRequest, classification_metrics, load_states, seeded_init,
-                                      states_of, train_on_episodes)
-from metabench.errors import ConfigError
+from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, BoundedConfig, TrainRequest, classification_metrics,
+                                      load_states, seeded_init, states_of, train_on_episodes)
 from metabench.nn.layers import Conv4
 
 PAIR_SCALE = 5.0
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     hidden: int = 64
     """Conv-4 channels."""
     head_hidden: int = 64
@@ -112,13 +111,9 @@ class Config:
     lr_halve_every: int = 2000
     """Halve the learning rate every this many meta-steps."""
 
-    def validate(self) -> None:
-        for name in ("hidden", "head_hidden", "rep_dim", "meta_hidden", "meta_batch_size", "n_query",
-                     "lr_halve_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.grad_p <= 0 or self.attention_scale <= 0:
-            raise ConfigError("lr, grad_p and attention_scale must be positive")
+    BOUNDS = {**dict.fromkeys(("hidden", "head_hidden", "rep_dim", "meta_hidden", "meta_batch_size", "n_query",
+                               "lr_halve_every"), ">= 1"),
+              "lr": "> 0", "grad_p": "> 0", "attention_scale": "> 0"}
 
 
 def preprocess_gradient(g: torch.Tensor, p: float) -> torch.Tensor:

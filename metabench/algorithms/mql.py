@@ -80,7 +80,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import RLTaskBatch, eval_generator
 from metabench.rl.q_targets import double_dqn_target, polyak_update, td3_target
@@ -89,7 +89,7 @@ from metabench.seeding import stream
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     hidden: int = 64
     """Units of the context GRU and of the Q-network's (continuous: critics' and actor's) hidden layers."""
     meta_batch_size: int = 32
@@ -134,19 +134,12 @@ class Config:
     """Discrete: dueling head, Q = V + A - mean_a A (Wang et al. 2016), so the small differences
     between actions are learned apart from the large, nearly action-independent value."""
 
-    def validate(self) -> None:
-        for name in ("hidden", "meta_batch_size", "n_envs_per_task", "buffer_trials", "batch_trials",
-                     "updates_per_step", "eps_steps", "policy_delay"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"mql: {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gamma", "tau", "eps_start", "eps_end", "eval_eps"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"mql: {name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("policy_noise", "noise_clip", "expl_noise", "random_steps", "eval_noise"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"mql: {name} must be non-negative, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"mql: lr must be positive, got {self.lr}")
+    WHO = "mql"
+    BOUNDS = {**dict.fromkeys(("hidden", "meta_batch_size", "n_envs_per_task", "buffer_trials", "batch_trials",
+                               "updates_per_step", "eps_steps", "policy_delay"), ">= 1"),
+              **dict.fromkeys(("gamma", "tau", "eps_start", "eps_end", "eval_eps"), "[0, 1]"),
+              **dict.fromkeys(("policy_noise", "noise_clip", "expl_noise", "random_steps", "eval_noise"), ">= 0"),
+              "lr": "> 0"}
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:

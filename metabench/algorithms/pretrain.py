@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
-from metabench.errors import ConfigError
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.nn.layers import Conv4
 
 
@@ -142,7 +141,7 @@ def embed_tasks(model, batch, chunk_images: int = 256) -> tuple[torch.Tensor, to
 
 # --- the SGD pre-training of rfs and simpleshot -------------------------------------------------
 @dataclass(frozen=True)
-class SGDPretrainConfig:
+class SGDPretrainConfig(BoundedConfig):
     """The pre-training fields that `rfs` and `simpleshot` share (each module sets its paper's
     defaults and adds the fields of its test-time classifier)."""
 
@@ -166,21 +165,9 @@ class SGDPretrainConfig:
     arch: str = "pool"
     """Conv-4 variant: 'pool' (max-pooling after every block) or 'strided'."""
 
-    def validate(self) -> None:
-        for name in ("batch_way", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.per_class < 2:
-            raise ConfigError(f"per_class must be at least 2 (one support and one query image per class), "
-                              f"got {self.per_class}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(f"lr must be positive, weight_decay >= 0 and momentum in [0, 1); got lr={self.lr}, "
-                              f"weight_decay={self.weight_decay}, momentum={self.momentum}")
-        if not all(0 < m < 1 for m in self.lr_decay_at) or not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay_at must be fractions of training in (0, 1) and lr_decay in (0, 1]; "
-                              f"got {self.lr_decay_at} and {self.lr_decay}")
-        if self.arch not in ("pool", "strided"):
-            raise ConfigError(f"arch must be 'pool' or 'strided', got {self.arch!r}")
+    BOUNDS = {"batch_way": ">= 1", "hidden": ">= 1", "per_class": ">= 2 (one support and one query image per class)",
+              "lr": "> 0", "weight_decay": ">= 0", "momentum": "[0, 1)",
+              "lr_decay_at": "(0, 1) (fractions of training)", "lr_decay": "(0, 1]", "arch": ("pool", "strided")}
 
 
 class SGDPretrained(Algorithm):

@@ -36,15 +36,14 @@ from dataclasses import dataclass
 
 import torch
 
-from metabench.algorithms.base import (Algorithm, TrainRequest, classification_metrics, embed_episodes,
+from metabench.algorithms.base import (Algorithm, BoundedConfig, TrainRequest, classification_metrics, embed_episodes,
                                       load_states, seeded_init, states_of, train_on_episodes)
-from metabench.errors import ConfigError
 from metabench.nn.heads import logits_from, prototypes
 from metabench.nn.layers import Conv4
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     train_way: int | None = None
     """Classes per training episode; None = the suite's way (the paper: 60 on Omniglot)."""
     train_shot: int | None = None
@@ -58,13 +57,7 @@ class Config:
     hidden: int = 64
     """Conv-4 channels."""
 
-    def validate(self) -> None:
-        if self.train_way is not None and self.train_way < 2:
-            raise ConfigError(f"train_way must be at least 2, got {self.train_way}")
-        if self.n_query < 1 or self.hidden < 1 or self.lr_halve_every < 1:
-            raise ConfigError("n_query, hidden and lr_halve_every must be at least 1")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+    BOUNDS = {"train_way": ">= 2", "n_query": ">= 1", "hidden": ">= 1", "lr_halve_every": ">= 1", "lr": "> 0"}
 
 
 class ProtoNet(Algorithm):

@@ -68,15 +68,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
-from metabench.errors import ConfigError
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.nn.backbones import backbone_label, network_for
 from metabench.nn.functional import Params, adam_step, forward, params_of
 from metabench.seeding import stream, task_stream
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     inner_optimizer: str = "adam"
     """Inner-loop optimiser: 'adam' (the paper's few-shot experiments) or 'sgd'."""
     inner_lr: float = 1e-3
@@ -108,20 +107,10 @@ class Config:
     hidden: int = 64
     """Channels of the Conv-4 (images) or width of the two hidden layers of the MLP (regression)."""
 
-    def validate(self) -> None:
-        if self.inner_optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"inner_optimizer must be 'adam' or 'sgd', got {self.inner_optimizer!r}")
-        for name in ("inner_steps", "inner_batch", "test_inner_batch", "meta_batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.train_shot < 2:
-            raise ConfigError(f"train_shot must be at least 2 (support + one query per class), got {self.train_shot}")
-        if self.test_inner_steps < 0:
-            raise ConfigError(f"test_inner_steps must be >= 0, got {self.test_inner_steps}")
-        if self.inner_lr <= 0 or self.outer_lr <= 0 or self.outer_lr_final < 0:
-            raise ConfigError("inner_lr and outer_lr must be positive and outer_lr_final >= 0")
-        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
-            raise ConfigError("adam_beta1 and adam_beta2 must be in [0, 1)")
+    BOUNDS = {**dict.fromkeys(("inner_steps", "inner_batch", "test_inner_batch", "meta_batch_size", "hidden"), ">= 1"),
+              "train_shot": ">= 2 (support + one query per class)", "test_inner_steps": ">= 0",
+              "inner_lr": "> 0", "outer_lr": "> 0", "outer_lr_final": ">= 0",
+              "adam_beta1": "[0, 1)", "adam_beta2": "[0, 1)", "inner_optimizer": ("adam", "sgd")}
 
 
 def outer_step_size(step: int, total: int | None, start: float, final: float) -> float:

@@ -73,7 +73,6 @@ import torch.nn.functional as F
 from metabench.algorithms.base import IMAGE_SUITES
 from metabench.algorithms.pretrain import (OMNIGLOT_LAKE_IDS, SGDPretrainConfig, SGDPretrained,
                                            embed_tasks)
-from metabench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -83,10 +82,7 @@ class Config(SGDPretrainConfig):
     max_iter: int = 1000
     """lbfgs iterations allowed per task fit (the authors: 1000)."""
 
-    def validate(self) -> None:
-        super().validate()
-        if self.C <= 0 or self.max_iter < 1:
-            raise ConfigError(f"C must be positive and max_iter at least 1, got C={self.C}, max_iter={self.max_iter}")
+    BOUNDS = {**SGDPretrainConfig.BOUNDS, "C": "> 0", "max_iter": ">= 1"}
 
 
 def logistic_heads(zs: np.ndarray, ys: np.ndarray, zq: np.ndarray, C: float = 1.0,

@@ -84,7 +84,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import Algorithm, TrainRequest, seeded_init
+from metabench.algorithms.base import Algorithm, BoundedConfig, TrainRequest, seeded_init
 from metabench.errors import ConfigError
 from metabench.rl.core import ActionSpace, RLTaskBatch, eval_generator
 from metabench.rl.envs import BanditEnv
@@ -95,7 +95,7 @@ from metabench.seeding import stream
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BoundedConfig):
     hidden: int = 128
     """Units of the GRU (and of the input embedding)."""
     meta_batch_size: int = 64
@@ -143,22 +143,17 @@ class Config:
     """Ours, not the paper's: the input also holds the fraction of the trial already played
     (t / trial length); the paper's input is observation, previous action, reward and done flag."""
 
+    WHO = "rl2"
+    BOUNDS = {**dict.fromkeys(("hidden", "meta_batch_size", "n_envs_per_task", "ppo_epochs", "n_minibatches",
+                               "anneal_steps", "count_bonus_steps"), ">= 1"),
+              "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "lr": "> 0", "clip": "> 0", "count_bonus": ">= 0",
+              "aux_reward_coef": ">= 0"}
+
     def validate(self) -> None:
-        for name in ("hidden", "meta_batch_size", "n_envs_per_task", "ppo_epochs", "n_minibatches", "anneal_steps",
-                     "count_bonus_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"rl2: {name} must be at least 1, got {getattr(self, name)}")
+        super().validate()
         if self.n_minibatches > self.meta_batch_size * self.n_envs_per_task:
             raise ConfigError(f"rl2: n_minibatches ({self.n_minibatches}) exceeds the trials per batch "
                               f"({self.meta_batch_size * self.n_envs_per_task})")
-        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
-            raise ConfigError(f"rl2: gamma and gae_lambda must lie in [0, 1], got {self.gamma}, {self.gae_lambda}")
-        if self.lr <= 0 or self.clip <= 0:
-            raise ConfigError(f"rl2: lr and clip must be positive, got {self.lr}, {self.clip}")
-        if self.count_bonus < 0:
-            raise ConfigError(f"rl2: count_bonus must be at least 0, got {self.count_bonus}")
-        if self.aux_reward_coef < 0:
-            raise ConfigError(f"rl2: aux_reward_coef must be at least 0, got {self.aux_reward_coef}")
 
 
 #: the tabular-MDP suites, whose `quick` runs are longer than the bandits' (same kind, rl-discrete)

@@ -85,12 +85,7 @@ class Config(SGDPretrainConfig):
     """Images of every training class in the draw whose mean feature CL2N subtracts (at least 2;
     all of a class's images: the paper's mean over the whole training set)."""
 
-    def validate(self) -> None:
-        super().validate()
-        if self.feature_norm not in NORMS:
-            raise ConfigError(f"feature_norm must be one of {', '.join(NORMS)}, got {self.feature_norm!r}")
-        if self.mean_per_class < 2:
-            raise ConfigError(f"mean_per_class must be at least 2, got {self.mean_per_class}")
+    BOUNDS = {**SGDPretrainConfig.BOUNDS, "feature_norm": NORMS, "mean_per_class": ">= 2"}
 
 
 # The authors' configs/mini/softmax/conv4.config and configuration.py defaults.
