@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from metabench.algorithms import ALGORITHMS
 from metabench.algorithms.maml import MAML
 from metabench.errors import ConfigError
-from metabench.nn.functional import adapt, sgd_step
+from metabench.nn.functional import sgd_step
 from metabench.nn.heads import logits_from, prototypes
 from metabench.registry import Registry
 from metabench.spec import RunSpec, parse_seeds
@@ -81,7 +81,7 @@ def test_one_inner_step_by_hand():
     x = torch.tensor([[1.0], [2.0]])
     y = torch.tensor([[2.0], [3.0]])
     params = {"weight": model.weight}
-    new = adapt(model, params, x, y, F.mse_loss, steps=1, lr=0.1, create_graph=True)
+    new = sgd_step(params, F.mse_loss(model(x), y), 0.1, create_graph=True)
     # residuals: 0.5-2 = -1.5, 1.0-3 = -2.0; grad = mean(2*1*-1.5, 2*2*-2.0) = (-3 - 8)/2 = -5.5
     assert new["weight"].item() == pytest.approx(0.5 + 0.1 * 5.5)
     # second order: d(w')/dw = 1 - lr * d2L/dw2 = 1 - 0.1 * mean(2 x^2) = 1 - 0.1 * 5 = 0.5
@@ -124,8 +124,7 @@ def test_maml_paper_preset_uses_the_authors_reduction(suite_by_id):
         algo = MAML(suite, MAML.preset_config("smoke", suite, {"inner_loss": reduction, "inner_lr": lr}), "cpu", seed=0)
         theta = {n: p.detach().double().requires_grad_(True) for n, p in algo.model.named_parameters()}
         algo.model.double()
-        new = adapt(algo.model, theta, batch.support_x[0].double(), batch.support_y[0], algo.support_loss, 1,
-                    lr, create_graph=False)
+        new = algo.inner_loop(theta, batch.support_x[0].double(), batch.support_y[0], 1, first_order=True)
         steps[reduction] = {n: (new[n] - theta[n]).detach() for n in theta}
     for n in steps["mean"]:
         assert torch.allclose(steps["sum/K"][n], steps["mean"][n], rtol=1e-9, atol=1e-12)

@@ -10,9 +10,9 @@ Summary
     One inner step, in training and at test.
 
 Implementation details
-    * Subclass of `MAML`: the same inner loop (loop or vmap, chosen by measurement), with
-      `inner_lrs()` returning the learned alpha dict instead of the scalar `inner_lr`
-      (`metabench.nn.functional.sgd_step` takes either).
+    * Subclass of `MAML`: the same inner loop (`MAML.inner_loop`; loop or vmap, chosen by
+      measurement), with `inner_lrs()` returning the learned alpha dict instead of the scalar
+      `inner_lr` (`metabench.nn.functional.sgd_update` takes either).
     * alpha is initialised uniformly in `alpha_init` (the paper: [0.005, 0.1]) from a generator
       seeded by the run's seed; alpha counts as a meta-parameter (`meta_parameters`, checkpoints).
     * MAML's `inner_lr` field is not used.

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch.func import functional_call
@@ -20,27 +19,22 @@ def forward(model: torch.nn.Module, params: Params, x: torch.Tensor, groups: int
     return functional_call(model, params, (x,), {"groups": groups})
 
 
+def sgd_update(params: Params, grads: Params, lr: float | Params) -> Params:
+    """`{n: p - lr * g}`: one SGD step given the gradients.  `lr` may be a float or a
+    per-parameter dict (Meta-SGD).  Pure, so it runs under `torch.func.vmap`."""
+    if isinstance(lr, dict):
+        return {n: p - lr[n] * grads[n] for n, p in params.items()}
+    return {n: p - lr * grads[n] for n, p in params.items()}
+
+
 def sgd_step(params: Params, loss: torch.Tensor, lr: float | Params, *, create_graph: bool) -> Params:
     """One inner SGD step: `{n: p - lr * dloss/dp}`.
 
     With `create_graph=False` the gradient is a constant for outer autograd, which is exactly
-    first-order MAML (the update still depends on `p` through the identity term).  `lr` may be a
-    float or a per-parameter dict (Meta-SGD).
+    first-order MAML (the update still depends on `p` through the identity term).
     """
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-    if isinstance(lr, dict):
-        return {n: p - lr[n] * g for (n, p), g in zip(params.items(), grads)}
-    return {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
-
-
-def adapt(model: torch.nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
-          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int,
-          lr: float | Params, *, create_graph: bool) -> Params:
-    """`steps` inner SGD steps on the support set (x, y)."""
-    for _ in range(steps):
-        loss = loss_fn(forward(model, params, x), y)
-        params = sgd_step(params, loss, lr, create_graph=create_graph)
-    return params
+    return sgd_update(params, dict(zip(params, grads)), lr)
 
 
 def adam_step(params: Params, grads: Params, m: Params, v: Params, t: int, lr: float, beta1: float,
