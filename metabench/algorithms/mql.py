@@ -70,8 +70,9 @@ Differences from the papers
       and MDPs, 2-D navigation and the MAML half-cheetah tasks, scored like every other learner.
       MQL is TD3 only; on the discrete suites its Q-learning is double DQN (the discrete
       counterpart), without the `dueling` head (ours, off in every preset).
-    * Tuned constants (`quick`, discrete): discount 0.9 and 16 gradient steps per meta-step (see
-      the preset's comment); `quick` networks are smaller than TD3's (64 units, a compute budget).
+    * Tuned constants (`quick`, discrete): discount 0.9 and 16 gradient steps per meta-step
+      (measurements: docs/algorithms/mql.md); `quick` networks are smaller than TD3's (64 units,
+      a compute budget).
 """
 from __future__ import annotations
 
@@ -236,16 +237,11 @@ class MQL(Algorithm):
                   # TD3's 256-unit layers (its code), tau 0.005, lr 3e-4, noise 0.2 / 0.5 / 0.1, delay 2
                   "rl-continuous": dict(hidden=256, meta_batch_size=16, n_envs_per_task=1, buffer_trials=5000,
                                         batch_trials=16, updates_per_step=16, lr=3e-4, tau=0.005, random_steps=25)},
-        # discount 0.9 on the discrete suites: at 0.99 the Q-values (~50 on bandit-k5-n100) dwarf
-        # the differences between arms and a 1,000-step run reached 71.4; at 0.9, 74.8 (200 test
-        # tasks; a dueling head did not help: 70.3 at step 750).  16 gradient steps per meta-step
-        # (was 4): on the first 200 validation tasks of bandit-k5-n100, 4 updates gave 66.3, 69.7,
-        # 73.3, 74.1 at steps 250-1000 and 16 gave 76.5, 76.2, 77.2, 77.4 (greedy 75.6, ucb1 78.1
-        # on the same tasks); 4-step targets with discount 0.95 (4 updates) were worse (66.6 at step 750)
+        # tuned on bandit-k5-n100 (docs/algorithms/mql.md): discount 0.9 keeps the Q-values' arm
+        # differences visible, 16 gradient steps per meta-step learn faster than 4
         "quick": {"rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=2, buffer_trials=4096,
                                       batch_trials=64, updates_per_step=16, eps_steps=100, gamma=0.9),
-                  # not tuned yet: 146 meta-steps (4.5 min, 2 shared cores) on navigation2d reached
-                  # return@1 -38.8 (random -62, oracle -0.5), i.e. staying near the start; longer runs unmeasured
+                  # not tuned yet (docs/algorithms/mql.md): a starting point
                   "rl-continuous": dict(hidden=64, meta_batch_size=16, n_envs_per_task=1, buffer_trials=2000,
                                         batch_trials=16, updates_per_step=8, lr=1e-3, tau=0.005, random_steps=10)},
         "smoke": {"rl-discrete": dict(hidden=8, meta_batch_size=2, n_envs_per_task=2, buffer_trials=16,

@@ -275,10 +275,8 @@ class RL2(Algorithm):
             "rl-continuous": dict(hidden=256, meta_batch_size=100, n_envs_per_task=4, anneal_steps=5000),
         },
         "quick": {
-            # A compute budget, not the paper's sizes: 64 units (paper: 256) and 128 trials per step
-            # keep a meta-step near half a second on 2 CPU cores (256 units: ~2 s; more units did not
-            # learn faster per CPU second). Tuned constants: undiscounted, GAE lambda 0.9 (paper: 0.99,
-            # 0.3), entropy 0.01 annealed to 0 (measurements: docs/algorithms/rl2.md).
+            # a compute budget (64 units, paper 256) and tuned constants (undiscounted, GAE lambda 0.9;
+            # paper 0.99, 0.3), measured in docs/algorithms/rl2.md
             "rl-discrete": dict(hidden=64, meta_batch_size=32, n_envs_per_task=4, lr=1e-3, gamma=1.0, gae_lambda=0.9,
                                 ppo_epochs=4, n_minibatches=2, entropy_coef=0.01, entropy_final=0.0,
                                 anneal_steps=1000),
