@@ -35,7 +35,8 @@ if str(REPO) not in sys.path:  # measure the checkout's metabench, not some inst
     sys.path.insert(0, str(REPO))
 
 # glibc hands every freed block above 32 MiB back to the kernel, so each iteration page-faults
-# its activations back in (10-80% slower; ../shared/perf/RESULTS.md note 4).  metabench's engine
+# its activations back in (10-80% slower, measured on the peer
+# libraries' loops).  metabench's engine
 # sets this for its cells, so every measured process here gets it too.
 TUNED_MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 

@@ -3,8 +3,8 @@
 Settings (every rate counts meta-iterations: one meta-batch, one Adam step on the initial weights):
   conv4-o2  second-order MAML, Conv-4 "pool" (4 x [conv3x3-64 no bias, batch norm with batch
             statistics, ReLU, max-pool 2]), 5-way 1-shot, 15 queries per class, 32 tasks,
-            1 inner SGD step (lr 0.4), Adam 1e-3; random 28x28 images.  The protocol of
-            ../shared/perf/RESULTS.md.  All 75 queries of a task are normalised together
+            1 inner SGD step (lr 0.4), Adam 1e-3; random 28x28 images.  The protocol under
+            which the peers were timed.  All 75 queries of a task are normalised together
             (metabench: query_groups=1), as the peers do.
   conv4-o1  the same, first-order MAML.
   sine-o2   second-order MAML on sinusoid regression: MLP 1-40-40-1, 25 tasks, K=10 support
