@@ -326,6 +326,39 @@ def embed_episodes(embed, batch: TaskBatch, chunk: int = 8) -> torch.Tensor:
     return z.view(T, n, -1)
 
 
+class EpisodicLearner(Algorithm):
+    """An episodic learner whose whole state is `model`, its optimiser `opt` and its scheduler
+    `sched` (ProtoNet, Matching Networks, MetaNet): the meta-parameters are the model's, the
+    checkpoint is those three, and `evaluate_tasks` scores a batch task by task in eval mode."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+
+    def meta_parameters(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.named_parameters())
+
+    def state_dict(self) -> dict[str, Any]:
+        return states_of(model=self.model, opt=self.opt, sched=self.sched)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_states(state, model=self.model, opt=self.opt, sched=self.sched)
+
+    def evaluate_tasks(self, batch: TaskBatch, embed, task_metrics) -> dict[str, torch.Tensor]:
+        """With the model in eval mode (its mode restored after): ``z = embed(batch)`` once, then
+        ``task_metrics(z, t)`` -> (loss, accuracy) of task t. Returns ``accuracy`` and ``loss``,
+        each (n_tasks,). Call it under ``torch.no_grad()``."""
+        was_training = self.model.training
+        self.model.eval()
+        T = batch.n_tasks
+        z = embed(batch)
+        acc, loss = torch.zeros(T), torch.zeros(T)
+        for t in range(T):
+            loss[t], acc[t] = task_metrics(z, t)
+        self.model.train(was_training)
+        return {"accuracy": acc, "loss": loss}
+
+
 def states_of(**parts: Any) -> dict[str, Any]:
     """``{name: part.state_dict()}`` for modules, optimisers and schedulers (see ``load_states``)."""
     return {name: part.state_dict() for name, part in parts.items()}

@@ -56,8 +56,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, BoundedConfig, TrainRequest, embed_episodes, load_states,
-                                      seeded_init, states_of, train_on_episodes)
+from metabench.algorithms.base import (IMAGE_SUITES, BoundedConfig, EpisodicLearner, TrainRequest, embed_episodes,
+                                      seeded_init, train_on_episodes)
 from metabench.nn.layers import Conv4
 
 
@@ -135,7 +135,7 @@ class FullContext(nn.Module):
         return h
 
 
-class MatchingNet(Algorithm):
+class MatchingNet(EpisodicLearner):
     name = "matchingnet"
     VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "metric"
@@ -178,9 +178,6 @@ class MatchingNet(Algorithm):
         return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
                             n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
 
-    def meta_parameters(self):
-        return dict(self.model.named_parameters())
-
     def backbone(self) -> str:
         return f"conv4-pool-{self.config.hidden}"
 
@@ -209,20 +206,9 @@ class MatchingNet(Algorithm):
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.eval()
-        T = batch.n_tasks
         n_s = batch.support_x.shape[1]
-        z = embed_episodes(self.model["conv"], batch)   # (T, n_s + n_q, D)
-        acc, loss = torch.zeros(T), torch.zeros(T)
-        for t in range(T):
+
+        def task_metrics(z, t):                          # z: (T, n_s + n_q, D)
             probs = self._probs(z[t, :n_s], batch.support_y[t], z[t, n_s:], batch.n_way)
-            loss[t], acc[t] = self._score(probs, batch.query_y[t])
-        self.model.train(was_training)
-        return {"accuracy": acc, "loss": loss}
-
-    def state_dict(self):
-        return states_of(model=self.model, opt=self.opt, sched=self.sched)
-
-    def load_state_dict(self, state) -> None:
-        load_states(state, model=self.model, opt=self.opt, sched=self.sched)
+            return self._score(probs, batch.query_y[t])
+        return self.evaluate_tasks(batch, lambda b: embed_episodes(self.model["conv"], b), task_metrics)

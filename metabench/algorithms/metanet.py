@@ -70,8 +70,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
-from metabench.algorithms.base import (IMAGE_SUITES, Algorithm, BoundedConfig, TrainRequest, classification_metrics,
-                                      load_states, seeded_init, states_of, train_on_episodes)
+from metabench.algorithms.base import (IMAGE_SUITES, BoundedConfig, EpisodicLearner, TrainRequest,
+                                      classification_metrics, seeded_init, train_on_episodes)
 from metabench.nn.layers import Conv4
 
 PAIR_SCALE = 5.0
@@ -177,7 +177,7 @@ VARIANTS: dict[str, str] = {
 }
 
 
-class MetaNet(Algorithm):
+class MetaNet(EpisodicLearner):
     name = "metanet"
     VARIANTS = VARIANTS   # the module's named variants (see Algorithm.VARIANTS)
     family = "memory"
@@ -212,9 +212,6 @@ class MetaNet(Algorithm):
         c = self.config
         return TrainRequest(n_tasks=c.meta_batch_size, n_way=self.suite.n_way,
                             n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
-
-    def meta_parameters(self):
-        return dict(self.model.named_parameters())
 
     def backbone(self) -> str:
         return f"conv4-pool-{self.config.hidden}"
@@ -284,23 +281,18 @@ class MetaNet(Algorithm):
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.eval()
         T = batch.n_tasks
         n_s, n_q = batch.support_x.shape[1], batch.query_x.shape[1]
-        x = torch.cat([batch.support_x, batch.query_x], 1)          # (T, n_s + n_q, C, H, W)
-        feats = [self._features(x[lo:lo + 8].flatten(0, 1)) for lo in range(0, T, 8)]
-        zb = torch.cat([f[0] for f in feats]).view(T, n_s + n_q, -1)
-        zu = torch.cat([f[1] for f in feats]).view(T, n_s + n_q, -1)
-        acc, loss = torch.zeros(T), torch.zeros(T)
-        for t in range(T):
+
+        def embed(b):
+            x = torch.cat([b.support_x, b.query_x], 1)                  # (T, n_s + n_q, C, H, W)
+            feats = [self._features(x[lo:lo + 8].flatten(0, 1)) for lo in range(0, T, 8)]
+            zb = torch.cat([f[0] for f in feats]).view(T, n_s + n_q, -1)
+            zu = torch.cat([f[1] for f in feats]).view(T, n_s + n_q, -1)
+            return zb, zu
+
+        def task_metrics(z, t):
+            zb, zu = z
             logits = self._task_logits(zb[t, :n_s], zu[t, :n_s], batch.support_y[t], zb[t, n_s:], zu[t, n_s:])
-            loss[t], acc[t] = classification_metrics(logits, batch.query_y[t])
-        self.model.train(was_training)
-        return {"accuracy": acc, "loss": loss}
-
-    def state_dict(self):
-        return states_of(model=self.model, opt=self.opt, sched=self.sched)
-
-    def load_state_dict(self, state) -> None:
-        load_states(state, model=self.model, opt=self.opt, sched=self.sched)
+            return classification_metrics(logits, batch.query_y[t])
+        return self.evaluate_tasks(batch, embed, task_metrics)

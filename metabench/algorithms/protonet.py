@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
-from metabench.algorithms.base import (Algorithm, BoundedConfig, TrainRequest, classification_metrics, embed_episodes,
-                                      load_states, seeded_init, states_of, train_on_episodes)
+from metabench.algorithms.base import (BoundedConfig, EpisodicLearner, TrainRequest, classification_metrics,
+                                      embed_episodes, seeded_init, train_on_episodes)
 from metabench.nn.heads import logits_from, prototypes
 from metabench.nn.layers import Conv4
 
@@ -60,7 +60,7 @@ class Config(BoundedConfig):
     BOUNDS = {"train_way": ">= 2", "n_query": ">= 1", "hidden": ">= 1", "lr_halve_every": ">= 1", "lr": "> 0"}
 
 
-class ProtoNet(Algorithm):
+class ProtoNet(EpisodicLearner):
     name = "protonet"
     family = "metric"
     supports = frozenset({"classification"})
@@ -96,9 +96,6 @@ class ProtoNet(Algorithm):
         return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
                             n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
 
-    def meta_parameters(self):
-        return dict(self.model.named_parameters())
-
     def backbone(self) -> str:
         return f"conv4-pool-{self.config.hidden}"
 
@@ -115,20 +112,10 @@ class ProtoNet(Algorithm):
 
     @torch.no_grad()
     def evaluate(self, batch) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.eval()
-        T = batch.n_tasks
         n_s = batch.support_x.shape[1]
-        z = embed_episodes(self.model, batch)   # eval-mode batch norm: every image independent
-        acc, loss = torch.zeros(T), torch.zeros(T)
-        for t in range(T):
+
+        def task_metrics(z, t):
             logits = logits_from(z[t, n_s:], prototypes(z[t, :n_s], batch.support_y[t], batch.n_way))
-            loss[t], acc[t] = classification_metrics(logits, batch.query_y[t])
-        self.model.train(was_training)
-        return {"accuracy": acc, "loss": loss}
-
-    def state_dict(self):
-        return states_of(model=self.model, opt=self.opt, sched=self.sched)
-
-    def load_state_dict(self, state) -> None:
-        load_states(state, model=self.model, opt=self.opt, sched=self.sched)
+            return classification_metrics(logits, batch.query_y[t])
+        # eval-mode batch norm: every image independent, so tasks share forward passes
+        return self.evaluate_tasks(batch, lambda b: embed_episodes(self.model, b), task_metrics)
