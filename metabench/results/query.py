@@ -214,11 +214,8 @@ class ResultsDB(ResultsStore):
         """One row per (leaderboard entry, test task): the task's value averaged over seeds,
         ``n_seeds`` and the task's ``descriptors`` (JSON). Same population as ``leaderboard``."""
         columns = ENTRY_KEYS[:2] + ["family"] + ENTRY_KEYS[2:] + ["task_id", "value", "n_seeds", "descriptors"]
-        params = self._params("runs", "tasks", suite=suite, metric=metric)
-        if params is None:
-            return _empty(columns)
-        df = self._memo(sql.TASK_VALUES, params, "runs", "tasks")
-        return _select(df, families, presets, split_scheme, transductive)[columns].reset_index(drop=True)
+        return self._selected(sql.TASK_VALUES, ("runs", "tasks"), columns,
+                              (families, presets, split_scheme, transductive), suite=suite, metric=metric)
 
     def run_costs(
         self,
@@ -233,11 +230,8 @@ class ResultsDB(ResultsStore):
         meta-steps and its mean ``metric`` over the test tasks (``value``)."""
         columns = ["run_id", *ENTRY_KEYS[:2], "family", *ENTRY_KEYS[2:], "seed", "wall_time_s",
                    "peak_memory_mb", "meta_steps", "device", "value", "n_tasks"]  # fmt: skip
-        params = self._params("runs", "tasks", suite=suite, metric=metric)
-        if params is None:
-            return _empty(columns)
-        df = self._memo(sql.RUN_COSTS, params, "runs", "tasks")
-        return _select(df, families, presets, split_scheme, transductive)[columns].reset_index(drop=True)
+        return self._selected(sql.RUN_COSTS, ("runs", "tasks"), columns,
+                              (families, presets, split_scheme, transductive), suite=suite, metric=metric)
 
     def run_scores(self, families: list[str] | None = None, presets: list[str] | None = None) -> pd.DataFrame:
         """For the aggregate view: one row per (suite, entry, seed) with the seed's mean of the
@@ -245,11 +239,7 @@ class ResultsDB(ResultsStore):
         newest version, of its most common split scheme only (never mixed)."""
         columns = ["suite", "algorithm", "variant", "family", "preset", "transductive", "query_batch", "source",
                    "seed", "metric", "value", "n_tasks"]  # fmt: skip
-        params = self._params("runs", "tasks")
-        if params is None:
-            return _empty(columns)
-        df = self._memo(sql.RUN_SCORES, params, "runs", "tasks")
-        return _select(df, families, presets)[columns].reset_index(drop=True)
+        return self._selected(sql.RUN_SCORES, ("runs", "tasks"), columns, (families, presets))
 
     def curve_metrics(self, suite: str) -> list[tuple[str, str]]:
         """(split, metric) pairs with curve points for the suite's newest version; val first."""
@@ -318,6 +308,16 @@ class ResultsDB(ResultsStore):
         if params is None:
             return _empty(TASKS_COLUMNS)
         return self._query(sql.TASKS, params)
+
+    def _selected(self, query: str, tables: tuple[str, ...], columns: list[str], filters: tuple, **params: Any
+                  ) -> pd.DataFrame:
+        """The memoised, unfiltered scan ``query`` over ``tables`` with ``params``, then the rows
+        that pass ``filters`` (``_select``'s families, presets, split scheme, transductive),
+        ``columns`` only; empty with those columns when a table has no file yet."""
+        found = self._params(*tables, **params)
+        if found is None:
+            return _empty(columns)
+        return _select(self._memo(query, found, *tables), *filters)[columns].reset_index(drop=True)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id`` (ConfigError for an id that is not a plain folder name)."""
