@@ -34,6 +34,9 @@ once, which costs it most at n = 10 (5.97 on bandit-k5-n10 validation tasks at b
 
 Evaluation noise is drawn from generators seeded by the test-task ids only (`eval_generator`), so
 these rows are deterministic functions of the test tasks: every seed gives the same numbers.
+
+Why one module of ~410 lines: it is one table, ten small reference agents and the rows that
+register them, kept together as the RL² paper printed them.
 """
 from __future__ import annotations
 

@@ -43,6 +43,9 @@ Implementation details
     * Shared machinery: the TRPO step (conjugate gradient, line search) is `metabench.rl.trpo`,
       the PPO surrogate `metabench.rl.ppo`; this file keeps what is MAML's own: the batched
       learners, the inner step, the segments, the baseline and the meta-objective.
+    * Why one module of ~410 lines: one learner with two outer optimisers (TRPO, PPO) and two
+      kinds of learner (navigation, discrete trials) sharing collection, inner step and baseline;
+      the generic pieces are already in `metabench.rl`.
 
 Differences from the paper
     * The outer step's Hessian-vector products are exact (double backward through the inner

@@ -47,6 +47,8 @@ Implementation details
       the queries.
     * Adam with gradient-norm clipping; the least-used selection and the usage are not
       differentiated (they only pick slots).
+    * Why one module of ~440 lines: the LRUA memory's pure functions and controller have no
+      other user, and the classification (two test protocols) and regression paths share them.
 
 Differences from the paper
     * The paper trains with RMSProp; here Adam (3e-3 quick, 1e-4 paper) with clipping at 10.

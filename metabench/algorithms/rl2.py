@@ -36,6 +36,9 @@ Implementation details
     * Evaluation: `suite.eval_trials` trials per test task with actions sampled from the
       policy, randomness drawn from `eval_generator` (so evaluation is a function of the weights
       and the tasks only).  Navigation reports return@k = return of episode k of the trial.
+    * Why one module of ~440 lines (a sixth of it this docstring): RL² as published plus the
+      options of its named variants, each a few lines inside the one rollout and PPO step they
+      change; split apart, that step could no longer be read whole.
 
 Differences from the paper
     The plain `rl2` row in every preset is RL² as published, up to the optimiser and a compute

@@ -9,6 +9,9 @@ recomputed (the loop is deterministic given the checkpointed generator state), s
 or duplicated.  A cell asked to stop (`should_stop()` true: a cancelled job, SIGTERM) stops at the
 next step boundary, flushes its curves, checkpoints (with the partial averaging window, so the
 resumed rows are identical) and is recorded as `cancelled`.
+
+Why one module of ~400 lines: `CellRunner.run` is the cell's one loop, and what makes it resumable
+(checkpoints, curve parts, divergence, cancellation) reads best next to it.
 """
 from __future__ import annotations
 

@@ -13,6 +13,10 @@ dealt round-robin through CUDA_VISIBLE_DEVICES), on CPU chosen so that workers x
 cores (and `metabench.engine.schedule` hands freed cores to running cells). `ray` submits each cell as a Ray task
 (`metabench.engine.ray_executor`). Either way a cell already finished (same run id) is skipped and
 an unfinished one continues from its checkpoint, so resuming a job re-runs only what is missing.
+
+Why one module of ~410 lines: it is a job's whole life, `create_job`'s checks and `execute_job`,
+the job process from lock to last status write (schedule, executor, heartbeat, cancellation,
+stale cells); its private helpers serve those two alone.
 """
 from __future__ import annotations
 
