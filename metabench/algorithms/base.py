@@ -329,11 +329,23 @@ def embed_episodes(embed, batch: TaskBatch, chunk: int = 8) -> torch.Tensor:
 class EpisodicLearner(Algorithm):
     """An episodic learner whose whole state is `model`, its optimiser `opt` and its scheduler
     `sched` (ProtoNet, Matching Networks, MetaNet): the meta-parameters are the model's, the
-    checkpoint is those three, and `evaluate_tasks` scores a batch task by task in eval mode."""
+    checkpoint is those three, and `evaluate_tasks` scores a batch task by task in eval mode.
+    `train_request` asks for one episode of the Config's `train_way` x (`train_shot` +
+    `n_query`) (None = the suite's way and shot); a learner whose Config differs overrides it."""
 
     model: torch.nn.Module
     opt: torch.optim.Optimizer
     sched: Any
+
+    def _adam_halving(self, lr: float, halve_every: int) -> None:
+        """`opt`: Adam over the model with step size `lr`, halved every `halve_every` steps (`sched`)."""
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=halve_every, gamma=0.5)
+
+    def train_request(self) -> TrainRequest:
+        c = self.config
+        return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
+                            n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
 
     def meta_parameters(self) -> dict[str, torch.Tensor]:
         return dict(self.model.named_parameters())

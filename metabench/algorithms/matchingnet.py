@@ -56,7 +56,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metabench.algorithms.base import (IMAGE_SUITES, BoundedConfig, EpisodicLearner, TrainRequest, embed_episodes,
+from metabench.algorithms.base import (IMAGE_SUITES, BoundedConfig, EpisodicLearner, embed_episodes,
                                       seeded_init, train_on_episodes)
 from metabench.nn.layers import Conv4
 
@@ -170,13 +170,7 @@ class MatchingNet(EpisodicLearner):
             return m
 
         self.model = seeded_init(seed, build).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=config.lr_halve_every, gamma=0.5)
-
-    def train_request(self) -> TrainRequest:
-        c = self.config
-        return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
-                            n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
+        self._adam_halving(config.lr, config.lr_halve_every)
 
     def backbone(self) -> str:
         return f"conv4-pool-{self.config.hidden}"

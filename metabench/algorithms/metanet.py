@@ -205,8 +205,7 @@ class MetaNet(EpisodicLearner):
     def __init__(self, suite, config: Config, device, seed: int):
         super().__init__(suite, config, device, seed)
         self.model = seeded_init(seed, lambda: MetaNetModel(suite.n_way, config, suite.input_shape)).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=config.lr_halve_every, gamma=0.5)
+        self._adam_halving(config.lr, config.lr_halve_every)
 
     def train_request(self) -> TrainRequest:
         c = self.config

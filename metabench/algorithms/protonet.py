@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metabench.algorithms.base import (BoundedConfig, EpisodicLearner, TrainRequest, classification_metrics,
+from metabench.algorithms.base import (BoundedConfig, EpisodicLearner, classification_metrics,
                                       embed_episodes, seeded_init, train_on_episodes)
 from metabench.nn.heads import logits_from, prototypes
 from metabench.nn.layers import Conv4
@@ -88,13 +88,7 @@ class ProtoNet(EpisodicLearner):
         channels, size = suite.input_shape[0], suite.input_shape[-1]   # (C, H, W), H == W
         self.model = seeded_init(seed, lambda: Conv4(channels, config.hidden, None, image_size=size,
                                                      norm="running")).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=config.lr_halve_every, gamma=0.5)
-
-    def train_request(self) -> TrainRequest:
-        c = self.config
-        return TrainRequest(n_tasks=1, n_way=c.train_way or self.suite.n_way,
-                            n_shot=c.train_shot or self.suite.n_shot, n_query=c.n_query)
+        self._adam_halving(config.lr, config.lr_halve_every)
 
     def backbone(self) -> str:
         return f"conv4-pool-{self.config.hidden}"
