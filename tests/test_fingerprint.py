@@ -112,7 +112,7 @@ def test_unpaired_entries_are_explained_in_the_cli_and_the_dashboard(tmp_path, m
     at.switch_page("pages/leaderboard.py").run()
     assert not at.exception, at.exception
     assert [w.value for w in at.warning] == [
-        "**reptile** is not paired with the best entry: different fixed test tasks (fingerprint "
+        "**reptile**: not paired with the best entry: different fixed test tasks (fingerprint "
         "cdcdcdcdcdcd vs " + read_table(next(tmp_path.glob("sinusoid-5shot*maml*/runs.parquet")), "runs")
         ["tasks_fingerprint"].iloc[0].split(":")[1][:12] + ")."]
     assert at.dataframe[0].value["vs best"].tolist() == ["best", "unpaired"]
