@@ -26,11 +26,11 @@ for entry, note in zip(charts.entry_labels(board), board["note"].fillna(""), str
     # tasks left out of the mean because adaptation diverged on them
     if note:
         st.warning(f"**{entry}**: {note}.", icon=":material/link_off:" if note.startswith("not paired") else None)
-tables.altair_chart(charts.leaderboard_chart(board), width="content")
+tables.altair_chart(charts.leaderboard_chart(board), width="stretch")
 st.caption(
     "The chart: each entry's mean as a point and its 95% CI as a line, on an axis fitted to the values "
     "(not from zero), one colour per entry on every page; ◇ is the published number where the row's "
-    "protocol matches the paper's. "
+    "protocol matches the paper's; scroll on the chart to zoom the axis, drag to pan, double-click to reset. "
     "Mean and 95% CI are over the fixed test tasks, which are the same for every algorithm: "
     "each task's value is first averaged over seeds, then mean ± t(0.975, n_tasks − 1) · "
     "sd / √n_tasks (Student t). *Std (seeds)* is the standard deviation of the per-seed "

@@ -142,8 +142,13 @@ def leaderboard_table(df: pd.DataFrame) -> None:
         column_order=[c for c in table.columns if c not in hidden],
         column_config={
             # Narrow columns for short values, so the whole table fits a laptop screen.
-            **{c: st.column_config.Column(width="small") for c in ("Rank", "Seeds", "Preset", "Split", "Test tasks")},
+            **{c: st.column_config.Column(width="small") for c in ("Seeds", "Preset", "Split", "Test tasks")},
+            "Rank": st.column_config.Column(width="small", pinned=True),  # pinned with Algorithm, first
             "Algorithm": st.column_config.TextColumn(
+                # wide enough for the longest entry (a variant's overrides in brackets), and pinned
+                # so it stays in view when the table scrolls sideways on a narrow screen
+                width=min(max(int(6.5 * table["Algorithm"].astype(str).str.len().max()) + 24, 110), 330),
+                pinned=True,
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
                 "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together. "
                 "† = transductive (see under the table)."
@@ -161,6 +166,7 @@ def leaderboard_table(df: pd.DataFrame) -> None:
                 "their fixed test tasks' fingerprints agree.",
             ),
             "Changes": st.column_config.TextColumn(
+                width="medium",
                 help="What this variant changes relative to the preset (Config fields; loop.* = loop "
                 "settings); empty for the preset itself."
             ),
