@@ -149,7 +149,7 @@ def copy_run(run_dir: Path, row: dict[str, Any], dest: Path) -> str:
         files = shipped_files(run_dir)
         curves = [p for p in files if p.name.startswith("curves-")]
         for path in files:
-            if path.name != "runs.parquet" and path not in curves[:-1]:
+            if path.name != "runs.parquet" and (path not in curves or len(curves) == 1):
                 shutil.copyfile(path, tmp / path.name)
         if len(curves) > 1:
             merge_curves(curves, tmp / curves[-1].name)
