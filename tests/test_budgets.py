@@ -90,3 +90,28 @@ def test_finetune_counts_its_head_steps_and_reports_the_common_budget(shared_dat
     plain = algo.evaluate(batch)
     assert set(plain) == {"accuracy", "loss"}
     assert torch.equal(plain["accuracy"], metrics["accuracy"]) and torch.equal(plain["loss"], metrics["loss"])
+
+
+
+@pytest.mark.parametrize("old_seed", [0, 1])
+def test_an_entry_shows_its_budget_when_an_older_seed_predates_the_recorded_protocol(tmp_path, old_seed):
+    """The shipped protonet seed 0 was stored before runs recorded their protocol; its later seeds
+    record it. The entry's budget comes from its newest run, whichever seed the scan meets first."""
+    import pandas as pd
+
+    from metabench.results import ResultsDB, write_fixture_results
+    from metabench.results.writer import read_table, write_table
+
+    root = write_fixture_results(tmp_path)
+    for seed in (0, 1):
+        path = root / f"omniglot-5w1s-v2-protonet-s{seed}" / "runs.parquet"
+        runs = read_table(path, "runs")
+        runs["started_at"] = pd.Timestamp("2025-01-01" if seed == old_seed else "2025-06-01", tz="UTC")
+        if seed == old_seed:   # stored before the protocol was recorded
+            config = json.loads(runs.loc[0, "config"])
+            del config["protocol"]
+            runs.loc[0, "config"] = json.dumps(config)
+        write_table(runs.to_dict("records"), path, "runs")
+    board = ResultsDB(root).leaderboard("omniglot-5w1s")
+    row = board[board["algorithm"] == "protonet"].iloc[0]
+    assert row["n_seeds"] == 2 and row["budget"] == "1 support pass"

@@ -108,7 +108,9 @@ groups AS (
            any_value(transductive) AS transductive, any_value(query_batch) AS query_batch,
            any_value(suite_version) AS suite_version, any_value(tasks_fingerprint) AS tasks_fingerprint,
            any_value(source) AS source,
-           any_value(config) AS config  -- its recorded protocol (issue 22): the seeds of an entry share it
+           -- its recorded protocol (issue 22), which the seeds of an entry share: the newest run's
+           -- config, so a seed stored before the protocol was recorded never hides it
+           arg_max(config, started_at) AS config
     FROM grouped GROUP BY g
 ),
 cells AS (  -- one value per (group, seed, task); duplicate rows of a cell are averaged
