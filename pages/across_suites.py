@@ -22,15 +22,15 @@ with state.errors_as_messages():
 if agg.table.empty:
     st.info("No suite has a normalisation rule for its primary metric yet, so nothing can be pooled.")
     st.stop()
-left, right = st.columns([3, 2])
-with left:
-    st.dataframe(
-        tables.aggregate_frame(agg.table), hide_index=True, height="content",
-        column_config={"IQM": st.column_config.NumberColumn(format="%.3f"),
-                       "Mean rank": st.column_config.NumberColumn(format="%.2f")},
-    )  # fmt: skip
-with right:
-    tables.altair_chart(charts.iqm_chart(agg.table), width="stretch")
+# The table, then the IQM chart, each at full width: side by side, thirty entries' names (a
+# variant's overrides in brackets) cut the table's cells and left the chart a strip of a plot.
+st.dataframe(
+    tables.aggregate_frame(agg.table), hide_index=True, height="content",
+    column_config={"Entry": st.column_config.TextColumn(width=tables.entry_width(agg.table["entry"]), pinned=True),
+                   "IQM": st.column_config.NumberColumn(format="%.3f"),
+                   "Mean rank": st.column_config.NumberColumn(format="%.2f")},
+)  # fmt: skip
+tables.altair_chart(charts.iqm_chart(agg.table), width="stretch")
 # full width: the profile's legend names every entry, which squeezes the plot in a narrow column
 tables.altair_chart(charts.profile_chart(agg.profile), width="stretch")
 st.dataframe(

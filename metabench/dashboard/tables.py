@@ -59,6 +59,12 @@ def altair_chart(chart: Any, **kwargs: Any) -> None:
     st.altair_chart(chart, **kwargs)
 
 
+def entry_width(names: pd.Series) -> int:
+    """Pixels for a table column of entry names: the longest one (a variant's overrides in
+    brackets) at the dataframe's font, within [110, 330]."""
+    return min(max(int(6.5 * names.astype(str).str.len().max()) + 24, 110), 330)
+
+
 def leaderboard_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as the page shows it: values in the metric's unit, CI as a range, the
     paired comparison with the best entry as words, missing values as 'n/a'."""
@@ -147,7 +153,7 @@ def leaderboard_table(df: pd.DataFrame) -> None:
             "Algorithm": st.column_config.TextColumn(
                 # wide enough for the longest entry (a variant's overrides in brackets), and pinned
                 # so it stays in view when the table scrolls sideways on a narrow screen
-                width=min(max(int(6.5 * table["Algorithm"].astype(str).str.len().max()) + 24, 110), 330),
+                width=entry_width(table["Algorithm"]),
                 pinned=True,
                 help="The entry: the algorithm, with its overrides of the preset in brackets when it "
                 "has any (a variant, e.g. maml[inner_steps=3]). Variants are never averaged together. "
