@@ -45,7 +45,9 @@ st.dataframe(
         "Meta-steps": entries["meta_steps"],
     }),
     hide_index=True,
-    column_config={wall: st.column_config.NumberColumn(format="%.1f"),
+    height="content",  # every entry in view, as on the leaderboard
+    column_config={"Entry": st.column_config.TextColumn(width=tables.entry_width(entries["entry"]), pinned=True),
+                   wall: st.column_config.NumberColumn(format="%.1f"),
                    "Peak memory (MiB)": st.column_config.NumberColumn(format="%.0f"),
                    "Meta-steps": st.column_config.NumberColumn(format="%.0f")},
 )  # fmt: skip
