@@ -44,7 +44,9 @@ st.caption(
     "`metabench/results/normalize.py`), per seed, on the newest suite version and its main split. "
     "Following rliable (Agarwal et al., 2021), a suite is a task and a seed a run: *IQM* is the "
     "interquartile mean of all (seed, suite) scores, with a stratified bootstrap 95% CI (2000 "
-    "resamples of seeds within each suite, percentile interval); *Mean rank* averages the "
-    "entry's rank on each suite it ran (ties share ranks); the profile shows the fraction of runs "
-    "scoring above τ. Filters: family and preset above." + left_out
+    "resamples of seeds within each suite, percentile interval); where an entry's suites have "
+    "different numbers of seeds, each suite weighs the same (a score weighs 1/its suite's seeds). "
+    "*Mean rank* averages the entry's rank on each suite it ran (ties share ranks); the profile "
+    "shows the fraction of runs scoring above τ (the mean over suites). Filters: family and "
+    "preset above." + left_out
 )

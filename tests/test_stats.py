@@ -182,3 +182,34 @@ def test_versus_best_pairs_only_matching_fingerprints():
     assert pairing_note(None, None) == "" and "recorded no test-task fingerprint" in pairing_note(None, "s:aa")
     with pytest.raises(ConfigError, match="one fingerprint per entry"):
         versus_best(m, 0, fps[:2])
+
+
+def test_weighted_iqm_hand_computed():
+    from metabench.results.stats import weighted_iqm
+
+    # equal weights, a count divisible by four: iqm itself, per row too
+    assert weighted_iqm(np.arange(1.0, 9.0), 1.0) == pytest.approx(4.5)
+    rows = np.random.RandomState(0).rand(4, 8)
+    assert weighted_iqm(rows, 1.0, axis=1) == pytest.approx([iqm(r) for r in rows])
+    # total weight 2, middle half [0.5, 1.5]: half of the 0 (weight 1) and half of the 1s (weights 1/3)
+    assert weighted_iqm([1.0, 0.0, 1.0, 1.0], [1 / 3, 1.0, 1 / 3, 1 / 3]) == pytest.approx(0.5)
+    with pytest.raises(ConfigError):
+        weighted_iqm([1.0], [0.0])
+
+
+def test_aggregate_weighs_each_suite_the_same_when_seed_counts_differ():
+    """Three seeds on one suite must not outvote one seed on another (the reference set has three
+    on sinusoid, one elsewhere): pooled, the IQM of [0, 1, 1, 1] would be 1; per suite it is 0.5."""
+    scores = pd.DataFrame({
+        "suite": ["sinusoid-5shot"] * 3 + ["omniglot-5w1s"], "algorithm": ["a"] * 4, "family": ["f"] * 4,
+        "preset": ["quick"] * 4, "seed": [0, 1, 2, 0], "metric": ["mse", "mse", "mse", "accuracy"],
+        "value": [0.0, 0.0, 0.0, 0.2], "n_tasks": [10] * 4,
+    })  # fmt: skip
+    agg = aggregate(scores, reps=200)
+    row = agg.table.set_index("entry").loc["a"]
+    # the seeds of a suite agree, so resampling them moves nothing
+    assert (row["iqm"], row["iqm_low"], row["iqm_high"]) == pytest.approx((0.5, 0.5, 0.5))
+    profile = agg.profile.set_index("tau")["fraction"]
+    assert profile[profile.index < 0].min() == 1.0
+    middle = profile[(profile.index > 0.05) & (profile.index < 0.95)]
+    assert len(middle) > 10 and middle.tolist() == pytest.approx([0.5] * len(middle))   # one suite of two above tau

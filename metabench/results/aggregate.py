@@ -5,7 +5,9 @@ suite's primary metric over the fixed test tasks. Each suite's scores are normal
 in ``normalize`` (suites without a rule are left out and listed), so 0 = chance / baseline and
 1 = perfect / oracle, higher always better. Following rliable (Agarwal et al., 2021), a suite is
 a "task" and a seed a "run": the IQM pools every (seed, suite) score of an entry and its 95%
-interval is a stratified bootstrap over seeds within each suite.
+interval is a stratified bootstrap over seeds within each suite. Where an entry's suites have
+different numbers of seeds, each suite weighs the same (a score weighs 1/its suite's seeds, in
+the IQM and in the profile), which rliable, built for equal runs per task, does not need to say.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from metabench.results.normalize import normalisation
-from metabench.results.stats import iqm, performance_profile, stratified_bootstrap_ci
+from metabench.results.stats import iqm, performance_profile, stratified_bootstrap_ci, weighted_iqm
 
 #: Columns that tell entries apart, in the order they are appended to a label when they differ.
 DISTINGUISHING = ("preset", "split_scheme", "transductive", "query_batch", "source")
@@ -40,6 +42,19 @@ def entry_labels(df: pd.DataFrame) -> pd.Series:
         )
         labels = labels + " · " + values.astype(str)
     return labels
+
+
+def _statistic(strata: list[np.ndarray]):
+    """The IQM of an entry's scores laid out as ``strata`` (one array per suite, concatenated in
+    order): rliable's pooled ``iqm`` when every suite has as many seeds; otherwise
+    ``weighted_iqm`` with each score weighing 1/(its suite's seeds), so a suite run with three
+    seeds does not outvote one run with one (the reference set has three seeds on sinusoid and
+    one elsewhere)."""
+    sizes = [len(s) for s in strata]
+    if len(set(sizes)) == 1:
+        return iqm
+    weights = np.concatenate([np.full(n, 1.0 / n) for n in sizes])
+    return lambda x, axis=None: weighted_iqm(x, weights, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -100,11 +115,13 @@ def aggregate(scores: pd.DataFrame, reps: int = REPS, seed: int = 0) -> Aggregat
     profiles = []
     for entry, part in df.groupby("entry", sort=True):
         strata = [g["score"].to_numpy(float) for _, g in part.groupby("suite", sort=True)]
-        point, (low, high) = stratified_bootstrap_ci(strata, iqm, reps=reps, seed=seed)
+        point, (low, high) = stratified_bootstrap_ci(strata, _statistic(strata), reps=reps, seed=seed)
         rows.append({"entry": entry, "algorithm": part["algorithm"].iloc[0], "family": part["family"].iloc[0],
                      "iqm": point, "iqm_low": low, "iqm_high": high, "n_scores": len(part)})  # fmt: skip
-        profiles.append(pd.DataFrame({"entry": entry, "tau": taus,
-                                      "fraction": performance_profile(part["score"].to_numpy(float), taus)}))  # fmt: skip
+        # each suite weighs the same: the mean over suites of the fraction of its seeds above tau
+        # (rliable's pooled fraction when every suite has as many seeds)
+        fraction = np.mean([performance_profile(stratum, taus) for stratum in strata], axis=0)
+        profiles.append(pd.DataFrame({"entry": entry, "tau": taus, "fraction": fraction}))
     table = pd.DataFrame(rows).join(ranks, on="entry")
     table = table.sort_values(["iqm", "mean_rank"], ascending=[False, True], kind="stable").reset_index(drop=True)
     table = table[["entry", "algorithm", "family", "n_suites", "mean_rank", "iqm", "iqm_low", "iqm_high", "n_scores"]]

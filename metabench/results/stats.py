@@ -159,6 +159,29 @@ def iqm(scores: ArrayLike, axis: int | None = None) -> float | np.ndarray:
     return float(result) if axis is None else np.asarray(result)
 
 
+def weighted_iqm(scores: ArrayLike, weights: ArrayLike, axis: int = -1) -> float | np.ndarray:
+    """Interquartile mean of ``scores`` where score i carries weight ``weights[i]``: the weighted
+    mean of the middle half of the total weight (a score straddling the 25% or 75% point counts
+    with the part of its weight inside). With equal weights and a count divisible by four this
+    is ``iqm``. ``weights`` broadcasts against ``scores``; one IQM per slice along ``axis`` (for
+    bootstrap replicates), a float for 1-D ``scores``. Used across suites with different
+    numbers of seeds, so that each suite weighs the same (``aggregate``)."""
+    v = np.asarray(scores, dtype=np.float64)
+    if v.size == 0:
+        raise ConfigError("weighted_iqm expects at least one score; received an empty array.")
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), v.shape)
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise ConfigError("weighted_iqm expects finite positive weights.")
+    v, w = np.moveaxis(v, axis, -1), np.moveaxis(w, axis, -1)
+    order = np.argsort(v, axis=-1, kind="stable")
+    v, w = np.take_along_axis(v, order, -1), np.take_along_axis(w, order, -1)
+    upper = np.cumsum(w, axis=-1)
+    total = upper[..., -1:]
+    inside = np.clip(np.minimum(upper, 0.75 * total) - np.maximum(upper - w, 0.25 * total), 0.0, None)
+    result = (v * inside).sum(axis=-1) / (0.5 * total[..., 0])
+    return float(result) if result.ndim == 0 else result
+
+
 def stratified_bootstrap_ci(
     strata: ArrayLike | list[ArrayLike],
     statistic=iqm,
