@@ -92,7 +92,6 @@ def test_finetune_counts_its_head_steps_and_reports_the_common_budget(shared_dat
     assert torch.equal(plain["accuracy"], metrics["accuracy"]) and torch.equal(plain["loss"], metrics["loss"])
 
 
-
 @pytest.mark.parametrize("old_seed", [0, 1])
 def test_an_entry_shows_its_budget_when_an_older_seed_predates_the_recorded_protocol(tmp_path, old_seed):
     """The shipped protonet seed 0 was stored before runs recorded their protocol; its later seeds

@@ -81,10 +81,11 @@ def leaderboard_chart(df: pd.DataFrame) -> alt.LayerChart:
                                                   strokeWidth=1.5, yOffset=9).encode(
             x=alt.X("published:Q", title=x_title, scale=xs), y=y,
             tooltip=[alt.Tooltip("entry:N", title="entry"), alt.Tooltip("paper:N", title="published")]))
-    # Scroll to zoom and drag to pan along the metric axis (double-click resets): one far-off
-    # entry (pixel-centroid's 44% beside 93-98%) fits the axis to every CI but squeezes the
-    # leaders together; zooming separates them without hiding anyone by default.
-    return alt.layer(*layers).properties(height=alt.Step(36), width=560).interactive(bind_y=False)
+    # No width of its own: the page stretches it to the container. Scroll to zoom and drag to pan
+    # along the metric axis (double-click resets): one far-off entry (pixel-centroid's 44% beside
+    # 93-98%) fits the axis to every CI but squeezes the leaders together; zooming separates them
+    # without hiding anyone by default.
+    return alt.layer(*layers).properties(height=alt.Step(36)).interactive(bind_y=False)
 
 
 def fitted_domain(metric: str, *values: pd.Series, pad: float = 0.08) -> tuple[float, float]:

@@ -54,7 +54,8 @@ def _statistic(strata: list[np.ndarray]):
     if len(set(sizes)) == 1:
         return iqm
     weights = np.concatenate([np.full(n, 1.0 / n) for n in sizes])
-    return lambda x, axis=None: weighted_iqm(x, weights, axis=-1)
+    # the weights follow the scores' last axis: a pooled 1-D array, or (replicates, scores)
+    return lambda x, axis=-1: weighted_iqm(x, weights, axis=-1 if axis is None else axis)
 
 
 @dataclass(frozen=True)
