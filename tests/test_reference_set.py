@@ -193,3 +193,25 @@ def test_a_smoke_run_shows_as_yours_beside_the_shipped_rows_and_pairs_only_on_th
     row = board[board["source"] == "yours"].iloc[0]
     assert row["tasks_fingerprint"] == best["tasks_fingerprint"] and row["note"] == ""
     assert row["vs_best"] == "worse" and row["p_vs_best"] < 0.001 and row["prob_improvement"] < 0.5
+
+
+@pytest.mark.parametrize("suite,algo", [("bandit-k5-n10", "thompson"), ("bandit-k5-n10", "epsilon-greedy"),
+                                        ("tabular-mdp-n10", "psrl"), ("navigation2d", "random"),
+                                        ("omniglot-5w1s", "pixel-centroid")])
+def test_a_row_that_does_not_meta_train_gives_the_same_rows_for_every_seed(shared_data, tmp_path, suite, algo):
+    """Why the manifest gives rows that do not meta-train seed 0 only: their noise (Thompson's
+    posterior draws, epsilon's coin, a random policy) is seeded by the test-task ids, so seed 1
+    repeats seed 0 exactly. The stochastic rows are the ones chosen here."""
+    from metabench.algorithms import ALGORITHMS
+    from metabench.engine.cell import CellRunner
+    from metabench.spec import Cell
+
+    assert not ALGORITHMS.get(algo).needs_training
+    tables = []
+    for seed in (0, 1):
+        cell = Cell(suite, algo, seed, "smoke", "cpu")
+        assert CellRunner(cell, tmp_path, shared_data, allow_download=False).run() == "finished"
+        tables.append(read_table(tmp_path / cell.run_id / "tasks.parquet", "tasks").drop(columns="run_id"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    seeds = {c.seed for c in manifest.intended_cells() if c.algorithm == algo}
+    assert seeds == {0}, f"the manifest intends seeds {seeds} of {algo}"

@@ -6,8 +6,13 @@ in the manifest as ``not run`` the next time it is written:
 * **tier 1**: seed 0 of every built-in algorithm on every suite it fits among ``TIER1_SUITES``;
   seeds 0, 1, 2 of the default grid (maml and protonet on omniglot-5w1s) and of every algorithm on
   sinusoid-5shot;
-* **tier 2**: seeds 1 and 2 of every other tier-1 cell, and seed 0 of every built-in algorithm on
-  ``TIER2_SUITES`` (as compute allows).
+* **tier 2**: seeds 1 and 2 of every other tier-1 cell whose algorithm meta-trains, and seed 0 of
+  every built-in algorithm on ``TIER2_SUITES`` (as compute allows).
+
+Rows that do not meta-train (``needs_training = False``: the classical bandit and MDP rows,
+pixel-centroid) get seed 0 only: their evaluation noise is seeded by the test-task ids, so every
+seed gives the same per-task rows (tested), and three identical copies would read as three seeds
+that happened to agree.
 
 Every cell is the plain algorithm (no overrides) with the ``quick`` preset. A cell's state is
 ``finished`` when the shipped folder holds its finished run, ``running`` when a results folder
@@ -70,6 +75,12 @@ def _fitting(suite_id: str, algorithms: list[str]) -> list[str]:
     return [a for a in algorithms if ALGORITHMS.get(a).fits(suite)[0]]
 
 
+def _trains(algorithm: str) -> bool:
+    from metabench.algorithms import ALGORITHMS
+
+    return bool(getattr(ALGORITHMS.get(algorithm), "needs_training", True))
+
+
 def intended_cells() -> list[Intended]:
     """Tier 1 then tier 2, each in suite order, algorithm name order, seed order."""
     algos = builtin_algorithms()
@@ -79,8 +90,8 @@ def intended_cells() -> list[Intended]:
             three = (s, a) in THREE_SEEDS or s in THREE_SEED_SUITES
             tier1 += [Intended(1, s, a, seed) for seed in (SEEDS if three else (0,))]
     have = {(c.suite, c.algorithm, c.seed) for c in tier1}
-    tier2 = [Intended(2, c.suite, c.algorithm, seed) for c in tier1 if c.seed == 0 for seed in SEEDS[1:]
-             if (c.suite, c.algorithm, seed) not in have]
+    tier2 = [Intended(2, c.suite, c.algorithm, seed) for c in tier1 if c.seed == 0 and _trains(c.algorithm)
+             for seed in SEEDS[1:] if (c.suite, c.algorithm, seed) not in have]
     tier2 += [Intended(2, s, a, 0) for s in TIER2_SUITES for a in _fitting(s, algos)]
     return tier1 + tier2
 
