@@ -239,3 +239,13 @@ def test_dashboard_marks_sources_and_the_switch_hides_the_reference(reference, t
     at.query_params["suite"] = SUITE
     at.switch_page("pages/leaderboard.py").run()
     assert at.dataframe[0].value["Source"].tolist() == ["yours"]
+
+
+def test_home_lists_the_fullest_leaderboards_first():
+    """Home's suite links: most algorithms first (the reference set's omniglot-5w1s before the
+    tier-2 suites that hold one row), ties by name, not the alphabet's bandit-k10-n100 first."""
+    from metabench.dashboard.state import suite_order
+
+    counts = pd.DataFrame({"algorithms": [7, 1, 13, 7]},
+                          index=["sinusoid-5shot", "omniglot-5w5s", "omniglot-5w1s", "bandit-k10-n100"])
+    assert suite_order(counts) == ["omniglot-5w1s", "bandit-k10-n100", "sinusoid-5shot", "omniglot-5w5s"]

@@ -173,18 +173,29 @@ def suite_filters(metric_choice: bool = True) -> Filters:
     return Filters(suite, metric, families, presets, split, transductive)
 
 
-def suite_links(runs: pd.DataFrame, per_row: int = 5) -> None:
+def suite_links(runs: pd.DataFrame, per_row: int = 4) -> None:
     """A link per suite of ``runs`` (``ResultsDB.runs``' columns) to its leaderboard, with the
-    number of algorithms and finished runs under it: the first thing a new user looks for."""
+    number of algorithms and finished runs under it: the first thing a new user looks for. The
+    fullest leaderboards come first (most algorithms, then name)."""
     finished = runs[runs["status"] == "finished"]
     counts = finished.groupby("suite").agg(algorithms=("algorithm", "nunique"), runs=("run_id", "size"))
-    suites = counts.index.tolist()
+    suites = suite_order(counts)
     for row in range(0, len(suites), per_row):
         for col, suite in zip(st.columns(per_row), suites[row:row + per_row]):
             with col.container(border=True):
                 st.page_link("pages/leaderboard.py", label=f"**{suite}**", query_params={"suite": suite},
                              icon=":material/leaderboard:")  # fmt: skip
-                st.caption(f"{counts.at[suite, 'algorithms']} algorithms · {counts.at[suite, 'runs']} runs")
+                n_algos, n_runs = counts.at[suite, "algorithms"], counts.at[suite, "runs"]
+                st.caption(f"{_count(n_algos, 'algorithm')} · {_count(n_runs, 'run')}")
+
+
+def suite_order(counts: pd.DataFrame) -> list[str]:
+    """Suites (``counts``' index, with an ``algorithms`` column) by most algorithms, then name."""
+    return sorted(counts.index, key=lambda s: (-int(counts.at[s, "algorithms"]), s))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def no_results() -> None:
